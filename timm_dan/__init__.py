@@ -1,0 +1,18 @@
+"""timm-dan: DAN (Wen et al., arXiv 2109.07270) for facial expression recognition, as a timm plugin.
+
+`import timm_dan` registers the `dan_*` models in timm.
+"""
+from .losses import AffinityLoss, DANLoss, DANLossParts, PartitionLoss
+from .models import (
+    DAN,
+    HF_HUB_NAMESPACE,
+    LABELS,
+    DANOutput,
+    convert_official_checkpoint,
+)
+from .version import __version__
+
+__all__ = [
+    '__version__', 'LABELS', 'HF_HUB_NAMESPACE', 'DAN', 'DANOutput', 'convert_official_checkpoint',
+    'AffinityLoss', 'PartitionLoss', 'DANLoss', 'DANLossParts',
+]

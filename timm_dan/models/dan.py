@@ -1,0 +1,615 @@
+""" DAN: Distract Your Attention, Multi-head Cross Attention Network
+
+A timm implementation of DAN for facial expression recognition.
+
+Paper: `Distract Your Attention: Multi-head Cross Attention Network for Facial Expression Recognition`
+    - https://arxiv.org/abs/2109.07270 (Biomimetics 8(2):199, 2023)
+
+Original code (MIT): https://github.com/yaoing/DAN
+
+DAN = a CNN trunk (the Feature Clustering Network, trained with the affinity loss) followed by H
+cross-attention heads (the Multi-head Attention Network: spatial then channel attention), fused by the
+Attention Fusion Network (log-softmax across heads, trained with the partition loss), then a Linear
+classifier whose logits pass through a BatchNorm1d.
+
+Differences from the official code, none of which change the numbers of `dan_resnet18`:
+    * the H heads are computed in one batched pass (stacked 1x1 conv, grouped branch convs, einsum
+      channel attention) instead of a Python loop over H modules;
+    * any timm CNN can be the trunk; a trunk whose final map has C != head_dim channels gets a
+      1x1 conv + BN + ReLU projection (`neck`) to head_dim first. This is an extension of ours;
+    * classes are in one canonical order (AffectNet's, `LABELS`); `convert_official_checkpoint`
+      permutes the RAF-DB checkpoint's classifier into it.
+"""
+import math
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import ConvNormAct
+from timm.models import build_model_with_cfg, create_model, generate_default_cfgs, register_model, resolve_pretrained_cfg
+
+
+__all__ = ['DAN', 'DANOutput', 'CrossAttentionHeads', 'LABELS', 'HF_HUB_NAMESPACE', 'convert_official_checkpoint']
+
+LABELS = ('neutral', 'happy', 'sad', 'surprise', 'fear', 'disgust', 'anger', 'contempt')
+"""Canonical class order (AffectNet's). 7-class models use the first seven."""
+
+HF_HUB_NAMESPACE = 'timm-dan'
+"""Hugging Face Hub namespace that holds the published DAN weights."""
+
+# native class index -> canonical index, per official checkpoint (RAF-DB: surprise, fear, disgust,
+# happiness, sadness, anger, neutral; AffectNet is canonical already)
+OFFICIAL_LABEL_MAPS = {
+    'rafdb': (3, 4, 5, 1, 2, 6, 0),
+    'affectnet7': (0, 1, 2, 3, 4, 5, 6),
+    'affectnet8': (0, 1, 2, 3, 4, 5, 6, 7),
+}
+
+# arguments that only matter while a model is being built; never recorded for re-creation
+_BUILD_ONLY_ARGS = ('backbone_pretrained',)
+
+
+class DANOutput(NamedTuple):
+    """Everything DAN's training losses need from one forward pass."""
+    logits: torch.Tensor  # B x num_classes
+    features: torch.Tensor  # B x head_dim x h x w, the map entering the heads (affinity loss)
+    heads: torch.Tensor  # B x H x head_dim, per-head outputs after the log-softmax fusion (partition loss)
+
+
+class ConvBn(nn.Module):
+    """Conv2d (with bias, as in the official heads) followed by BatchNorm2d; foldable for inference."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: Tuple[int, int], groups: int = 1):
+        super().__init__()
+        padding = (kernel_size[0] // 2, kernel_size[1] // 2)
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, padding=padding, groups=groups, bias=True)
+        self.bn = nn.BatchNorm2d(out_chs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+    def folded(self, kernel_size: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias of one conv equal to conv+BN in eval mode, zero-padded to `kernel_size`."""
+        std = (self.bn.running_var + self.bn.eps).sqrt()
+        scale = self.bn.weight / std
+        weight = self.conv.weight * scale.reshape(-1, 1, 1, 1)
+        bias = self.bn.bias + (self.conv.bias - self.bn.running_mean) * scale
+        pad_h = (kernel_size[0] - weight.shape[2]) // 2
+        pad_w = (kernel_size[1] - weight.shape[3]) // 2
+        return F.pad(weight, (pad_w, pad_w, pad_h, pad_h)), bias
+
+
+class CrossAttentionHeads(nn.Module):
+    """The H cross-attention heads of DAN's Multi-head Attention Network, computed in one batched pass.
+
+    Per head (as in the paper and the official code):
+        spatial: Conv1x1(C -> C/2)+BN; ReLU(Conv3x3+BN + Conv1x3+BN + Conv3x1+BN) (C/2 -> C); sum over
+            channels gives an h x w map (no sigmoid) that multiplies the input map;
+        channel: global average pool; Linear(C -> C/16)+BN1d+ReLU+Linear(C/16 -> C)+Sigmoid, multiplied
+            into the pooled vector.
+    The heads share their input, so the 1x1 convs of all heads stack into one conv, the branch convs
+    become grouped convs (one group per head) and the channel-attention MLPs one batched einsum each.
+    """
+
+    def __init__(self, dim: int = 512, num_heads: int = 4, ca_reduction: int = 16):
+        super().__init__()
+        if dim % 2 or dim % ca_reduction:
+            raise ValueError(f'head_dim must be divisible by 2 and by {ca_reduction}, got {dim}')
+        self.num_heads = num_heads
+        self.dim = dim
+        mid, hidden = dim // 2, dim // ca_reduction
+        self.reduce = ConvBn(dim, num_heads * mid, (1, 1))
+        self.conv_3x3 = ConvBn(num_heads * mid, num_heads * dim, (3, 3), groups=num_heads)
+        self.conv_1x3 = ConvBn(num_heads * mid, num_heads * dim, (1, 3), groups=num_heads)
+        self.conv_3x1 = ConvBn(num_heads * mid, num_heads * dim, (3, 1), groups=num_heads)
+        self.fused: Optional[nn.Conv2d] = None  # set by reparameterize()
+        self.ca_fc1_weight = nn.Parameter(torch.empty(num_heads, hidden, dim))
+        self.ca_fc1_bias = nn.Parameter(torch.zeros(num_heads, hidden))
+        self.ca_bn = nn.BatchNorm1d(num_heads * hidden)
+        self.ca_fc2_weight = nn.Parameter(torch.empty(num_heads, dim, hidden))
+        self.ca_fc2_bias = nn.Parameter(torch.zeros(num_heads, dim))
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """The official init, per head: convs kaiming normal (fan_out), BN 1/0, Linear N(0, 0.001)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_out_per_head = m.out_channels // self.num_heads * m.kernel_size[0] * m.kernel_size[1]
+                nn.init.normal_(m.weight, 0., math.sqrt(2. / fan_out_per_head))
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for p in (self.ca_fc1_weight, self.ca_fc2_weight):
+            nn.init.normal_(p, 0., 0.001)
+        nn.init.zeros_(self.ca_fc1_bias)
+        nn.init.zeros_(self.ca_fc2_bias)
+
+    def spatial_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """B x C x h x w -> the heads' spatial attention maps, B x H x h x w."""
+        y = self.reduce(x)
+        if self.fused is not None:
+            y = F.relu(self.fused(y))
+        else:
+            y = F.relu(self.conv_3x3(y) + self.conv_1x3(y) + self.conv_3x1(y))
+        b, _, h, w = y.shape
+        return y.reshape(b, self.num_heads, self.dim, h, w).sum(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """B x C x h x w -> per-head attended vectors, B x H x C."""
+        maps = self.spatial_maps(x)
+        # mean over positions of (x * map_n) for every head n, without materialising B x H x C x h x w
+        pooled = torch.einsum('bchw,bnhw->bnc', x, maps) / (x.shape[-2] * x.shape[-1])
+        b = pooled.shape[0]
+        z = torch.einsum('bnc,nrc->bnr', pooled, self.ca_fc1_weight) + self.ca_fc1_bias
+        z = F.relu(self.ca_bn(z.reshape(b, -1)).reshape(z.shape))
+        gate = torch.sigmoid(torch.einsum('bnr,ncr->bnc', z, self.ca_fc2_weight) + self.ca_fc2_bias)
+        return pooled * gate
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        """Fold the three branch convs and their BatchNorms into one 3x3 conv (eval-mode equivalent)."""
+        if self.fused is not None:
+            return
+        fused = nn.Conv2d(
+            self.conv_3x3.conv.in_channels, self.conv_3x3.conv.out_channels, 3, padding=1,
+            groups=self.num_heads, bias=True,
+        ).to(self.conv_3x3.conv.weight)
+        weight, bias = zip(*(m.folded((3, 3)) for m in (self.conv_3x3, self.conv_1x3, self.conv_3x1)))
+        fused.weight.copy_(sum(weight))
+        fused.bias.copy_(sum(bias))
+        self.fused = fused
+        self.conv_3x3 = self.conv_1x3 = self.conv_3x1 = nn.Identity()
+
+
+class DAN(nn.Module):
+    """DAN: a timm CNN trunk + H cross-attention heads + attention fusion + Linear/BatchNorm1d classifier.
+
+    `global_pool='avg'` (default) is DAN's attention pooling (the heads); `global_pool=''` removes the
+    heads, so `forward` returns the unpooled trunk map (requires `num_classes=0`), as for other timm models.
+    """
+    __jit_unused_properties__ = ['_model_args']
+
+    def __init__(
+            self,
+            backbone: str = 'resnet18',
+            num_classes: int = 7,
+            in_chans: int = 3,
+            global_pool: str = 'avg',
+            num_heads: int = 4,
+            head_dim: int = 512,
+            drop_rate: float = 0.,
+            drop_path_rate: float = 0.,
+            backbone_pretrained: Union[bool, str] = False,
+            backbone_args: Optional[Dict[str, Any]] = None,
+    ):
+        """
+        Args:
+            backbone: timm model name of the trunk (its classifier and final head convs are removed).
+            num_classes: Number of classes (7 or 8 for the canonical `LABELS`; 0 for pooled features).
+            in_chans: Number of input image channels.
+            global_pool: 'avg' for DAN's attention heads, '' to drop them (unpooled trunk map out).
+            num_heads: Number of cross-attention heads H (the paper uses 4).
+            head_dim: Channel width C the heads work at (512 in the paper).
+            drop_rate: Dropout before the classifier.
+            drop_path_rate: Stochastic depth of the trunk (where the trunk supports it).
+            backbone_pretrained: True loads timm's ImageNet weights into the trunk; a path loads a local
+                state dict (e.g. the paper's MS-Celeb-1M `resnet18_msceleb.pth`, torchvision layout).
+            backbone_args: Extra keyword arguments for the trunk's `timm.create_model`.
+        """
+        super().__init__()
+        if num_heads < 1:
+            raise ValueError(f'num_heads must be >= 1, got {num_heads}')
+        if in_chans < 1:
+            raise ValueError(f'in_chans must be >= 1, got {in_chans}')
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.num_heads = num_heads
+        self.drop_rate = drop_rate
+        self.grad_checkpointing = False
+
+        trunk_args = dict(backbone_args or {})
+        if drop_path_rate:
+            trunk_args['drop_path_rate'] = drop_path_rate
+        self.backbone = create_model(
+            backbone, pretrained=backbone_pretrained is True, num_classes=0, global_pool='', in_chans=in_chans,
+            **trunk_args,
+        )
+        # keep only the trunk: drop the classifier-side convs (MobileNetV3/EfficientNet conv_head, ...)
+        self.backbone.prune_intermediate_layers(len(self.backbone.feature_info) - 1, prune_head=True)
+        if isinstance(backbone_pretrained, str):
+            load_backbone_weights(self.backbone, backbone_pretrained)
+        trunk_chs = self.backbone.feature_info[-1]['num_chs']
+        self.feature_info = [dict(info, module=f'backbone.{info["module"]}') for info in self.backbone.feature_info]
+        self.neck = nn.Identity() if trunk_chs == head_dim else ConvNormAct(trunk_chs, head_dim, 1)
+        self.num_features = self.head_hidden_size = head_dim
+
+        self.global_pool = global_pool
+        self.heads = self._create_heads(global_pool, num_classes)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.fc, self.bn = self._create_classifier(num_classes)
+
+    def _create_heads(self, global_pool: str, num_classes: int) -> nn.Module:
+        if global_pool == 'avg':
+            return CrossAttentionHeads(self.num_features, self.num_heads)
+        if global_pool == '':
+            if num_classes:
+                raise ValueError("global_pool='' removes DAN's attention heads and needs num_classes=0")
+            return nn.Identity()
+        raise ValueError(f"global_pool must be 'avg' (DAN's attention heads) or '' (none), got {global_pool!r}")
+
+    def _create_classifier(self, num_classes: int) -> Tuple[nn.Module, nn.Module]:
+        if not num_classes:
+            return nn.Identity(), nn.Identity()
+        return nn.Linear(self.num_features, num_classes), nn.BatchNorm1d(num_classes)
+
+    @property
+    def _model_args(self) -> Dict[str, Any]:
+        return self.__dict__.get('_recorded_args', {})
+
+    @_model_args.setter
+    def _model_args(self, args: Dict[str, Any]) -> None:
+        # timm records create_model's kwargs to re-create exported models; a trunk-init path is not one
+        self.__dict__['_recorded_args'] = {k: v for k, v in args.items() if k not in _BUILD_ONLY_ARGS}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        def prefix(m):
+            if isinstance(m, str):
+                return m.replace('^', r'^backbone\.', 1)
+            return [(prefix(p), idx) for p, idx in m]
+        # the neck, heads and classifier match no trunk group, so they form the last group
+        return {k: prefix(v) for k, v in self.backbone.group_matcher(coarse).items()}
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+        self.backbone.set_grad_checkpointing(enable)
+
+    @torch.jit.ignore
+    def get_classifier(self, name_only: bool = False) -> Union[str, nn.Module]:
+        return 'fc' if name_only else self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        self.num_classes = num_classes
+        if global_pool is not None and global_pool != self.global_pool:
+            self.heads = self._create_heads(global_pool, num_classes)
+            self.global_pool = global_pool
+        elif not self.global_pool and num_classes:
+            raise ValueError("a model without attention heads (global_pool='') needs num_classes=0")
+        self.fc, self.bn = self._create_classifier(num_classes)
+
+    def forward_intermediates(
+            self,
+            x: torch.Tensor,
+            indices: Optional[Union[int, List[int]]] = None,
+            norm: bool = False,
+            stop_early: bool = False,
+            output_fmt: str = 'NCHW',
+            intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """Trunk feature maps at `indices` (see `feature_info`), and the final `forward_features` map."""
+        out = self.backbone.forward_intermediates(
+            x, indices=indices, norm=norm, stop_early=stop_early, output_fmt=output_fmt,
+            intermediates_only=intermediates_only,
+        )
+        if intermediates_only:
+            return out
+        final, intermediates = out
+        return self.neck(final), intermediates
+
+    def prune_intermediate_layers(
+            self,
+            indices: Union[int, List[int]] = 1,
+            prune_norm: bool = False,
+            prune_head: bool = True,
+    ) -> List[int]:
+        """Prune trunk layers not needed for `indices`; `prune_head` also drops the neck, heads and classifier."""
+        take_indices = self.backbone.prune_intermediate_layers(indices, prune_norm=prune_norm, prune_head=prune_head)
+        if prune_head:
+            self.neck = nn.Identity()
+            self.reset_classifier(0, '')
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Image -> the map entering the heads (B x head_dim x h x w), also the affinity loss input."""
+        return self.neck(self.backbone.forward_features(x))
+
+    def fuse_heads(self, heads: torch.Tensor) -> torch.Tensor:
+        """Attention fusion: log-softmax across heads (when H > 1); the sum over heads follows."""
+        return F.log_softmax(heads, dim=1) if self.num_heads > 1 else heads
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.global_pool:
+            x = self.fuse_heads(self.heads(x)).sum(1)
+        x = self.head_drop(x)
+        return x if pre_logits else self.bn(self.fc(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    @torch.jit.ignore
+    def forward_train(self, x: torch.Tensor) -> DANOutput:
+        """Logits plus what the affinity and partition losses need."""
+        if not self.global_pool:
+            raise RuntimeError("forward_train needs DAN's attention heads (global_pool='avg')")
+        features = self.forward_features(x)
+        heads = self.fuse_heads(self.heads(features))
+        logits = self.bn(self.fc(self.head_drop(heads.sum(1))))
+        return DANOutput(logits, features, heads)
+
+    @torch.jit.ignore
+    def forward_attention(self, x: torch.Tensor) -> torch.Tensor:
+        """The heads' spatial attention maps, B x H x h x w (for visualisation)."""
+        if not self.global_pool:
+            raise RuntimeError("forward_attention needs DAN's attention heads (global_pool='avg')")
+        return self.heads.spatial_maps(self.forward_features(x))
+
+    @torch.jit.ignore
+    def reparameterize(self) -> 'DAN':
+        """Fold each head's three branch convs and BatchNorms into one conv, for inference (eval mode)."""
+        if isinstance(self.heads, CrossAttentionHeads):
+            self.heads.reparameterize()
+        return self
+
+
+def load_backbone_weights(backbone: nn.Module, path: str) -> None:
+    """Load a local trunk state dict, e.g. the paper's MS-Celeb-1M ResNet-18 (`{'state_dict': torchvision keys}`).
+
+    Read with `weights_only=True` (or safetensors). The classifier (`fc.*`) and a DataParallel `module.`
+    prefix are dropped; every remaining trunk tensor must match.
+    """
+    if str(path).endswith('.safetensors'):
+        from safetensors.torch import load_file
+        state_dict = load_file(path)
+    else:
+        state_dict = _load_weights_only(path)
+    for key in ('state_dict', 'model_state_dict', 'model'):
+        if isinstance(state_dict.get(key), dict):
+            state_dict = state_dict[key]
+            break
+    state_dict = {k.removeprefix('module.'): v for k, v in state_dict.items()}
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith('fc.')}
+    result = backbone.load_state_dict(state_dict, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f'{path} does not fit the trunk: missing keys {result.missing_keys[:8]}, '
+            f'unexpected keys {result.unexpected_keys[:8]} (expected a torchvision/timm state dict of this trunk)'
+        )
+
+
+def _load_weights_only(path: str) -> Dict[str, Any]:
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError subclasses and RuntimeError for unsafe pickles
+        if 'weights_only' in str(e) or 'Unsupported global' in str(e):
+            raise ValueError(
+                f'Refusing to load {path}: it holds Python objects that only a full unpickle can restore, and '
+                f'unpickling can execute arbitrary code. Re-save its tensors as a plain state dict '
+                f'(or safetensors) in a trusted environment. Loader said: {e}'
+            ) from e
+        raise
+
+
+# official per-head key suffix -> (our key under heads., stacking kind)
+_OFFICIAL_HEAD_KEYS = {
+    'sa.conv1x1.0': ('reduce.conv', 'cat'),
+    'sa.conv1x1.1': ('reduce.bn', 'cat'),
+    'sa.conv_3x3.0': ('conv_3x3.conv', 'cat'),
+    'sa.conv_3x3.1': ('conv_3x3.bn', 'cat'),
+    'sa.conv_1x3.0': ('conv_1x3.conv', 'cat'),
+    'sa.conv_1x3.1': ('conv_1x3.bn', 'cat'),
+    'sa.conv_3x1.0': ('conv_3x1.conv', 'cat'),
+    'sa.conv_3x1.1': ('conv_3x1.bn', 'cat'),
+    'ca.attention.0': ('ca_fc1', 'stack'),
+    'ca.attention.1': ('ca_bn', 'cat'),
+    'ca.attention.3': ('ca_fc2', 'stack'),
+}
+_OFFICIAL_TRUNK_PREFIXES = {
+    'features.0.': 'backbone.conv1.', 'features.1.': 'backbone.bn1.', 'features.4.': 'backbone.layer1.',
+    'features.5.': 'backbone.layer2.', 'features.6.': 'backbone.layer3.', 'features.7.': 'backbone.layer4.',
+}
+_BN_PARAMS = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')
+
+
+def convert_official_checkpoint(
+        checkpoint: Dict[str, Any],
+        dataset: str,
+        num_heads: int = 4,
+) -> Dict[str, torch.Tensor]:
+    """Convert the authors' released DAN checkpoint into a `dan_resnet18` state dict in canonical class order.
+
+    Args:
+        checkpoint: The released file's contents (`{'iter', 'model_state_dict', 'optimizer_state_dict'}`, read
+            with `torch.load(..., weights_only=True)`), or its `model_state_dict` alone.
+        dataset: 'rafdb', 'affectnet7' or 'affectnet8': which file it is (decides the class order).
+        num_heads: Number of heads in the checkpoint (4 in every released file).
+
+    Returns:
+        A state dict that `timm.create_model('dan_resnet18', num_classes=K)` loads with `strict=True`; the
+        classifier rows (fc and the logits BatchNorm) are permuted into `LABELS` order.
+    """
+    if dataset not in OFFICIAL_LABEL_MAPS:
+        raise ValueError(f'dataset must be one of {sorted(OFFICIAL_LABEL_MAPS)}, got {dataset!r}')
+    state_dict = checkpoint.get('model_state_dict', checkpoint)
+    state_dict = {k.removeprefix('module.'): v for k, v in state_dict.items()}
+    out, used, missing = {}, set(), []
+
+    for key, value in state_dict.items():
+        for src, dst in _OFFICIAL_TRUNK_PREFIXES.items():
+            if key.startswith(src):
+                out[dst + key[len(src):]] = value
+                used.add(key)
+        if key.startswith(('fc.', 'bn.')):
+            out[key] = value
+            used.add(key)
+
+    for suffix, (dst, kind) in _OFFICIAL_HEAD_KEYS.items():
+        names = _BN_PARAMS if dst.endswith(('bn', 'ca_bn')) else ('weight', 'bias')
+        for name in names:
+            keys = [f'cat_head{i}.{suffix}.{name}' for i in range(num_heads)]
+            absent = [k for k in keys if k not in state_dict]
+            if absent:
+                missing.extend(absent)
+                continue
+            used.update(keys)
+            tensors = [state_dict[k] for k in keys]
+            target = f'heads.{dst}_{name}' if kind == 'stack' else f'heads.{dst}.{name}'
+            if name == 'num_batches_tracked':
+                out[target] = torch.stack(tensors).max()
+            elif kind == 'stack':
+                out[target] = torch.stack(tensors)
+            else:
+                out[target] = torch.cat(tensors)
+
+    unexpected = sorted(set(state_dict) - used)
+    for key in ('fc.weight', 'fc.bias', 'bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var'):
+        if key not in state_dict:
+            missing.append(key)
+    if missing or unexpected:
+        raise KeyError(
+            f'Not the authors\' DAN checkpoint layout: missing keys {missing[:10]}'
+            f'{" ..." if len(missing) > 10 else ""}, unexpected keys {unexpected[:10]}'
+            f'{" ..." if len(unexpected) > 10 else ""}'
+        )
+
+    perm = OFFICIAL_LABEL_MAPS[dataset]
+    num_classes = out['fc.weight'].shape[0]
+    if num_classes != len(perm):
+        raise ValueError(
+            f'The checkpoint has {num_classes} classes but dataset={dataset!r} means {len(perm)}; '
+            f'pass the dataset the file was trained on'
+        )
+    native_of_canonical = [perm.index(c) for c in range(num_classes)]
+    for key in ('fc.weight', 'fc.bias', 'bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var'):
+        out[key] = out[key][native_of_canonical].clone()
+    return out
+
+
+def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: DAN) -> Dict[str, torch.Tensor]:
+    """Adapt a timm-layout DAN state dict to `model`: drops logits-BN buffers (and heads) that cannot fit.
+
+    timm's loader drops `fc.*`/`bn.*` weights and biases when the class count changes; the BatchNorm's
+    running statistics must go too. The authors' own layout is refused: its class order depends on the
+    data set, so it goes through `convert_official_checkpoint(checkpoint, dataset)`.
+    """
+    state_dict = state_dict.get('state_dict', state_dict)
+    if 'model_state_dict' in state_dict or any(k.startswith(('cat_head', 'module.cat_head')) for k in state_dict):
+        raise ValueError(
+            'This is the authors\' DAN checkpoint layout; convert it first with '
+            'timm_dan.convert_official_checkpoint(checkpoint, dataset=...) or hub/convert_official.py'
+        )
+    model_state = model.state_dict()
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith(('bn.', 'fc.', 'heads.')):
+            if key not in model_state or model_state[key].shape != value.shape:
+                continue
+        out[key] = value
+    return out
+
+
+def _create_dan(variant: str, pretrained: bool = False, feature_levels: int = 5, **kwargs) -> DAN:
+    if pretrained:
+        kwargs.pop('backbone_pretrained', None)  # the full DAN weights replace the trunk's anyway
+    try:
+        model = build_model_with_cfg(
+            DAN, variant, pretrained,
+            pretrained_filter_fn=checkpoint_filter_fn,
+            feature_cfg=dict(feature_cls='getter', out_indices=tuple(range(feature_levels))),
+            **kwargs,
+        )
+    except (LocalEntryNotFoundError, EntryNotFoundError, HfHubHTTPError) as e:
+        raise _missing_weights_error(variant, kwargs.get('pretrained_cfg'), e) from e
+    cfg = getattr(model, 'pretrained_cfg', {})
+    num_classes = getattr(model, 'num_classes', 0)
+    if 0 < num_classes <= len(LABELS) and len(cfg.get('label_names') or ()) != num_classes:
+        cfg['label_names'] = LABELS[:num_classes]
+    return model
+
+
+def _missing_weights_error(variant: str, pretrained_cfg: Any, error: Exception) -> RuntimeError:
+    hub_id = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg).hf_hub_id
+    return RuntimeError(
+        f'Could not get the pretrained weights of {variant} from the Hugging Face Hub repo {hub_id!r} '
+        f'({type(error).__name__}). Either go online (unset HF_HUB_OFFLINE) so that they download once into '
+        f'the cache, or convert the authors\' checkpoint yourself: `python hub/convert_official.py '
+        f'rafdb_epoch21_acc0.897_bacc0.8275.pth --dataset rafdb --output-dir dan-rafdb` and load it with '
+        f'timm.create_model("local-dir:dan-rafdb", pretrained=True).'
+    )
+
+
+def _cfg(num_classes: int = len(LABELS), first_conv: str = 'backbone.conv1', **kwargs) -> Dict[str, Any]:
+    return {
+        'num_classes': num_classes, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
+        'crop_pct': 1.0, 'interpolation': 'bilinear',
+        'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
+        'first_conv': first_conv, 'classifier': ('fc', 'bn'),
+        'label_names': LABELS[:num_classes],
+        'paper_ids': 'arXiv:2109.07270',
+        'paper_name': 'Distract Your Attention: Multi-head Cross Attention Network for Facial Expression Recognition',
+        'origin_url': 'https://github.com/yaoing/DAN',
+        **kwargs,
+    }
+
+
+def _official_cfg(tag: str, num_classes: int, description: str) -> Dict[str, Any]:
+    return _cfg(
+        num_classes=num_classes, hf_hub_id=f'{HF_HUB_NAMESPACE}/dan_resnet18.{tag}', license='other',
+        description=description,
+    )
+
+
+default_cfgs = generate_default_cfgs({
+    # AffectNet-8 is the default: web photos in the wild, loose (unaligned) face crops, all 8 labels
+    'dan_resnet18.affectnet8': _official_cfg(
+        'affectnet8', 8, 'Official DAN weights trained on AffectNet-8 (62.09% top-1 reported by the authors).'),
+    'dan_resnet18.affectnet7': _official_cfg(
+        'affectnet7', 7, 'Official DAN weights trained on AffectNet-7 (65.69% top-1 reported by the authors).'),
+    'dan_resnet18.rafdb': _official_cfg(
+        'rafdb', 7, 'Official DAN weights trained on RAF-DB (89.70% top-1, 82.75% mean class accuracy '
+                    'reported by the authors).'),
+    'dan_resnet50': _cfg(),
+    'dan_mobilenetv3_large_100': _cfg(first_conv='backbone.conv_stem'),
+    'dan_efficientnet_b0': _cfg(first_conv='backbone.conv_stem'),
+    'dan_convnext_tiny': _cfg(first_conv='backbone.stem.0'),
+})
+
+
+@register_model
+def dan_resnet18(pretrained: bool = False, **kwargs) -> DAN:
+    """DAN with a ResNet-18 trunk and 4 heads at width 512: the paper's network."""
+    model_args = dict(backbone='resnet18', num_heads=4, head_dim=512)
+    return _create_dan('dan_resnet18', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def dan_resnet50(pretrained: bool = False, **kwargs) -> DAN:
+    """DAN with a ResNet-50 trunk (2048 channels projected to 512 before the heads)."""
+    model_args = dict(backbone='resnet50', num_heads=4, head_dim=512)
+    return _create_dan('dan_resnet50', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def dan_mobilenetv3_large_100(pretrained: bool = False, **kwargs) -> DAN:
+    """DAN with a MobileNetV3-Large trunk (960 channels projected to 512 before the heads)."""
+    model_args = dict(backbone='mobilenetv3_large_100', num_heads=4, head_dim=512)
+    return _create_dan('dan_mobilenetv3_large_100', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def dan_efficientnet_b0(pretrained: bool = False, **kwargs) -> DAN:
+    """DAN with an EfficientNet-B0 trunk (320 channels projected to 512 before the heads)."""
+    model_args = dict(backbone='efficientnet_b0', num_heads=4, head_dim=512)
+    return _create_dan('dan_efficientnet_b0', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def dan_convnext_tiny(pretrained: bool = False, **kwargs) -> DAN:
+    """DAN with a ConvNeXt-Tiny trunk (768 channels projected to 512 before the heads)."""
+    model_args = dict(backbone='convnext_tiny', num_heads=4, head_dim=512)
+    return _create_dan('dan_convnext_tiny', pretrained, feature_levels=4, **dict(model_args, **kwargs))
