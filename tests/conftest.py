@@ -1,0 +1,32 @@
+"""Shared test set-up: offline Hub, small threads, helpers for running the CLI and scripts in a subprocess."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('HF_HUB_DISABLE_TELEMETRY', '1')
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture
+def subprocess_env(tmp_path) -> dict:
+    """Environment for `python -m timm_dan` / script subprocesses: this checkout first on the path, offline."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join([str(REPO_ROOT), env.get('PYTHONPATH', '')]).rstrip(os.pathsep)
+    env['HF_HUB_OFFLINE'] = '1'
+    env['HF_HOME'] = str(tmp_path / 'hf_home')
+    env['OMP_NUM_THREADS'] = env.get('OMP_NUM_THREADS', '2')
+    return env
+
+
+@pytest.fixture(scope='session')
+def python() -> str:
+    return sys.executable
