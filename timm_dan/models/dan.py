@@ -182,7 +182,7 @@ class DAN(nn.Module):
     def __init__(
             self,
             backbone: str = 'resnet18',
-            num_classes: int = 7,
+            num_classes: int = len(LABELS),
             in_chans: int = 3,
             global_pool: str = 'avg',
             num_heads: int = 4,
