@@ -11,6 +11,7 @@ what `timm.models.save_for_hf` writes (`config.json` with `label_names`, `model.
                          metrics=[Metric('accuracy', 88.9, 'rafdb', std=0.3, num_seeds=3)])
     save_model_folder(model, 'out/best', card=card, overwrite=True)
 """
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -28,13 +29,20 @@ import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
-from .models.dan import HF_HUB_NAMESPACE, LABELS, _load_weights_only, convert_official_checkpoint
+from .models.dan import (
+    HF_HUB_NAMESPACE,
+    LABELS,
+    OFFICIAL_LABEL_MAPS,
+    _load_weights_only,
+    convert_official_checkpoint,
+)
 
 __all__ = [
     'DatasetInfo', 'DATASETS', 'Metric', 'ModelCardInfo', 'CONFIG_NAME', 'WEIGHTS_NAME', 'CARD_NAME',
     'render_model_card', 'card_metadata', 'save_model_folder', 'sha256_file', 'check_model_folder',
     'load_model_folder', 'validate_model_folder', 'convert_official_file', 'convert_backbone_file',
-    'create_model', 'missing_weights_message', 'load_manifest', 'official_card', 'family_card',
+    'create_model', 'missing_weights_message', 'load_manifest', 'official_card', 'family_card', 'push_model_folder',
+    'USER_ERRORS', 'call_or_exit', 'DEFAULT_MANIFEST', 'print_folder', 'default_repo_id',
 ]
 
 CONFIG_NAME = 'config.json'
@@ -51,6 +59,9 @@ CITATION = """@article{wen2023distract,
   journal={Biomimetics}, volume={8}, number={2}, pages={199}, year={2023},
   note={arXiv:2109.07270}
 }"""
+
+USER_ERRORS = (FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError)
+"""What the hub/ scripts report as a one-line error (bad input, missing files, no token), not a traceback."""
 
 _NON_COMMERCIAL = 'Licensed for non-commercial research only; the images may not be redistributed.'
 
@@ -551,20 +562,26 @@ def convert_backbone_file(
 
 
 def missing_weights_message(repo_id: str, manifest: Optional[Mapping[str, Any]] = None) -> str:
-    """What to tell a user whose weights for `repo_id` are neither cached nor downloadable."""
-    manifest = load_manifest() if manifest is None and DEFAULT_MANIFEST.is_file() else (manifest or {})
-    entry = _manifest_entry(manifest, repo_id=repo_id) if manifest else None
-    if entry and 'dataset' in entry and entry.get('architecture') != 'resnet18':
-        convert = (f'`python hub/convert_official.py {entry["source"]["file"]} --dataset {entry["dataset"]} '
-                   f'--output-dir {entry["tag"]}` and load it with '
-                   f'timm.create_model("local-dir:{entry["tag"]}", pretrained=True)')
+    """What to tell a user whose weights for `repo_id` are neither cached nor downloadable.
+
+    Names the repo and the two ways out: go online, or convert the authors' file for that data set (its name
+    from the manifest when it is at hand, e.g. in a source checkout) and load it with `local-dir:`.
+    """
+    if manifest is None and DEFAULT_MANIFEST.is_file():
+        manifest = load_manifest()
+    entry = _manifest_entry(manifest or {}, repo_id=repo_id)
+    dataset = repo_id.rsplit('.', 1)[-1]
+    if dataset in OFFICIAL_LABEL_MAPS:
+        source = entry['source']['file'] if entry else f"the authors' {dataset} checkpoint (.pth)"
+        local = f'dan-{dataset}'
     else:
-        convert = ('`python hub/convert_official.py CHECKPOINT.pth --dataset {rafdb,affectnet7,affectnet8} '
-                   '--output-dir DIR` and load it with timm.create_model("local-dir:DIR", pretrained=True)')
+        source, dataset, local = 'CHECKPOINT.pth', '{rafdb,affectnet7,affectnet8}', 'DIR'
     return (
-        f'Could not get the weights of the Hugging Face Hub repo {repo_id!r}: not in the local cache, and the Hub '
-        f'could not be reached or has no such repo. Either go online (unset HF_HUB_OFFLINE) so that they download '
-        f'once into the cache, or convert the authors\' checkpoint yourself: {convert}.'
+        f'Could not get the weights of the Hugging Face Hub repo {repo_id!r}: they are not in the local cache, '
+        f'and the Hub could not be reached or has no such repo. Either go online (unset HF_HUB_OFFLINE) so that '
+        f'they download once into the cache, or convert the authors\' checkpoint yourself: '
+        f'`python hub/convert_official.py {source} --dataset {dataset} --output-dir {local}` and load it with '
+        f'timm.create_model("local-dir:{local}", pretrained=True).'
     )
 
 
@@ -586,3 +603,66 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> to
 def default_repo_id(tag: str) -> str:
     """Hub repo id of a DAN tag under the project namespace, e.g. 'timm-dan/dan_resnet18.rafdb'."""
     return f'{HF_HUB_NAMESPACE}/{tag}'
+
+
+def push_model_folder(
+        folder: Union[str, Path],
+        repo_id: str,
+        *,
+        private: bool = False,
+        create_pr: bool = False,
+        dry_run: bool = False,
+        token: Optional[str] = None,
+        commit_message: str = 'Upload DAN weights (timm-dan)',
+) -> dict[str, Any]:
+    """Validate a Hub folder (load, forward pass, card metadata) and upload it with `huggingface_hub`.
+
+    The token comes from `token` or the usual places (`HF_TOKEN`, `hf auth login`). With `dry_run` nothing
+    is uploaded (and no token needed).
+
+    Returns:
+        `validate_model_folder`'s summary plus `repo_id` and, after an upload, `url` (the commit or PR).
+    """
+    from huggingface_hub import HfApi, constants, get_token
+
+    summary = validate_model_folder(folder)
+    summary['repo_id'] = repo_id
+    if dry_run:
+        return summary
+    if constants.HF_HUB_OFFLINE:
+        raise RuntimeError('HF_HUB_OFFLINE is set: unset it to upload (or use --dry-run)')
+    token = token or get_token()
+    if not token:
+        raise RuntimeError(
+            'No Hugging Face token found: run `hf auth login`, or set HF_TOKEN to a token with write access '
+            f'to {repo_id.split("/")[0]!r} (https://huggingface.co/settings/tokens)'
+        )
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    commit = api.upload_folder(
+        folder_path=str(folder), repo_id=repo_id, create_pr=create_pr, commit_message=commit_message,
+        allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME],
+    )
+    summary['url'] = commit.pr_url if create_pr else commit.commit_url
+    return summary
+
+
+def print_folder(folder: Union[str, Path]) -> None:
+    """Print a Hub folder's files and the SHA-256 its card records (what the conversion scripts report)."""
+    folder = Path(folder)
+    print(f'Wrote {folder}:')
+    for p in sorted(folder.iterdir()):
+        print(f'  {p.name}  {p.stat().st_size:,} bytes')
+    card = ModelCard.load(folder / CARD_NAME)
+    for line in card.text.splitlines():
+        if line.startswith('- **Converted from:**'):
+            print(line.removeprefix('- **Converted from:** '))
+    print(f'Load it with timm.create_model("local-dir:{folder}", pretrained=True) after `import timm_dan`.')
+
+
+def call_or_exit(parser: argparse.ArgumentParser, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run `fn` for a hub/ script; a USER_ERRORS exception ends the script with a one-line error, exit status 1."""
+    try:
+        return fn(*args, **kwargs)
+    except USER_ERRORS as e:
+        parser.exit(1, f'{parser.prog}: error: {e.args[0] if isinstance(e, KeyError) else e}\n')
