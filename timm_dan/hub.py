@@ -30,7 +30,6 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
 from .models.dan import (
-    HF_HUB_NAMESPACE,
     LABELS,
     OFFICIAL_LABEL_MAPS,
     _load_weights_only,
@@ -42,7 +41,7 @@ __all__ = [
     'render_model_card', 'card_metadata', 'save_model_folder', 'sha256_file', 'check_model_folder',
     'load_model_folder', 'validate_model_folder', 'convert_official_file', 'convert_backbone_file',
     'create_model', 'missing_weights_message', 'load_manifest', 'official_card', 'family_card', 'push_model_folder',
-    'USER_ERRORS', 'call_or_exit', 'DEFAULT_MANIFEST', 'print_folder', 'default_repo_id',
+    'USER_ERRORS', 'call_or_exit', 'DEFAULT_MANIFEST', 'print_folder',
 ]
 
 CONFIG_NAME = 'config.json'
@@ -264,8 +263,10 @@ def _preprocessing(info: ModelCardInfo) -> str:
             f'- Input {size[1]}x{size[2]} RGB, resized with {p.get("interpolation", "bilinear")} interpolation '
             f'(crop_pct {p.get("crop_pct", 1.0)}), normalised with mean {tuple(p.get("mean", ()))} '
             f'and std {tuple(p.get("std", ()))}; `resolve_model_data_config` reads these from the config.')
+    faces = {}  # data sets that share a description (AffectNet's 7 and 8 classes) share a line
     for key in info.datasets:
-        rows.append(f'- Faces as in {_dataset(key).name}: {_dataset(key).faces}.')
+        faces.setdefault(_dataset(key).faces, []).append(_dataset(key).name)
+    rows += [f'- Faces as in {" and ".join(names)}: {text}.' for text, names in faces.items()]
     rows.append('- The model classifies a face crop; it does not find faces. Run a face detector first.')
     return '\n'.join(rows)
 
@@ -286,10 +287,13 @@ def _evaluation(info: ModelCardInfo) -> str:
 
 
 def _licences(info: ModelCardInfo) -> str:
-    rows = [f'- **Weights:** {info.license_text or info.license}; weights trained on the data below inherit its terms']
+    weights = info.license_text or f'`{info.license}`; weights trained on the data below inherit its terms'
+    rows = [f'- **Weights:** {weights}']
+    releases = {}  # one line per data set release (AffectNet's 7- and 8-class tasks share one)
     for key in info.datasets:
-        rows.append(f'- **{_dataset(key).name}:** {_dataset(key).license}'
-                    + (f' ({_dataset(key).url})' if _dataset(key).url else ''))
+        ds = _dataset(key)
+        releases.setdefault((ds.url, ds.license), ds.name.split(' (')[0])
+    rows += [f'- **{name}:** {licence}' + (f' ({url})' if url else '') for (url, licence), name in releases.items()]
     rows.append('- **Code:** timm-dan and the authors\' DAN code are MIT-licensed.')
     return '\n'.join(rows)
 
@@ -599,10 +603,6 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> to
         repo_id = model_name[len('hf-hub:'):].split('@')[0]
         raise RuntimeError(missing_weights_message(repo_id)) from e
 
-
-def default_repo_id(tag: str) -> str:
-    """Hub repo id of a DAN tag under the project namespace, e.g. 'timm-dan/dan_resnet18.rafdb'."""
-    return f'{HF_HUB_NAMESPACE}/{tag}'
 
 
 def push_model_folder(
