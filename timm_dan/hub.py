@@ -347,7 +347,11 @@ def _replace_dir(tmp: Path, output_dir: Path, overwrite: bool) -> None:
         raise FileExistsError(f'{output_dir} exists; pass overwrite=True to replace it')
     old = output_dir.with_name(f'.{output_dir.name}.old-{uuid.uuid4().hex[:8]}')
     os.replace(output_dir, old)
-    os.replace(tmp, output_dir)
+    try:
+        os.replace(tmp, output_dir)
+    except BaseException:
+        os.replace(old, output_dir)
+        raise
     shutil.rmtree(old)
 
 
@@ -363,7 +367,9 @@ def save_model_folder(
     """Write a timm Hub folder: config.json (with label_names), model.safetensors and the card as README.md.
 
     The folder is written beside `output_dir` under a temporary name and renamed into place, so a crash leaves
-    either the previous folder or the complete new one, never a half-written one. `card.label_names` (default:
+    either the previous folder or the complete new one, never a half-written one (a killed process may leave a
+    hidden `.NAME.tmp-*` or `.NAME.old-*` folder beside it). Pass an unwrapped model (`accelerator.unwrap_model`,
+    not DDP or `torch.compile` wrappers): its `state_dict` keys are what timm loads. `card.label_names` (default:
     the model's `pretrained_cfg['label_names']`) must have one name per output class. The card's parameter
     count and preprocessing are filled from the model when not given.
 
@@ -378,7 +384,7 @@ def save_model_folder(
         raise ValueError(f'The model has {num_classes} classes but the card names {len(labels)} labels: {labels}')
     if output_dir.exists() and not overwrite:
         raise FileExistsError(f'{output_dir} exists; pass overwrite=True to replace it')
-    data = timm.data.resolve_model_data_config(model) if data_config is None else dict(data_config)
+    data = timm.data.resolve_data_config(dict(data_config or {}), model=model)
     info = dataclasses.replace(
         info, label_names=labels,
         num_params=info.num_params or sum(p.numel() for p in model.parameters()),
