@@ -158,6 +158,7 @@ def _lay_out_hub_cache(hf_home, repo_id: str, folder) -> None:
         (snapshot / f.name).symlink_to(f'../../blobs/{blob}')
 
 
+@pytest.mark.slow
 def test_pretrained_from_offline_cache(rafdb, subprocess_env, tmp_path):
     from pathlib import Path
     _lay_out_hub_cache(Path(subprocess_env['HF_HOME']), RAFDB_REPO, rafdb['folder'])

@@ -23,6 +23,7 @@ def _push(args, env):
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_dry_run_prints_files_and_metadata(folder, subprocess_env):
     proc = _push([folder, '--repo-id', 'timm-dan/dan_resnet18.test-run', '--dry-run', '--private'], subprocess_env)
     assert proc.returncode == 0, proc.stderr
@@ -37,22 +38,29 @@ def test_dry_run_prints_files_and_metadata(folder, subprocess_env):
     assert metadata['model-index'][0]['results'][0]['metrics'][0]['value'] == 50.0
 
 
-def test_no_token_is_a_clear_error(folder, subprocess_env):
-    env = {k: v for k, v in subprocess_env.items() if k not in ('HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN')}
-    env['HF_HUB_OFFLINE'] = '0'  # would upload, but fails before any request: there is no token
-    proc = _push([folder, '--repo-id', 'timm-dan/x'], env)
-    assert proc.returncode == 1
-    assert 'No Hugging Face token found: run `hf auth login`, or set HF_TOKEN' in proc.stderr
-    assert 'Traceback' not in proc.stderr
+def test_no_token_is_a_clear_error(folder, monkeypatch):
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, 'get_token', lambda: None)
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', False)
+    with pytest.raises(RuntimeError, match=r'No Hugging Face token found: run `hf auth login`, or set HF_TOKEN .* '
+                                           r"write access to 'timm-dan'"):
+        push_model_folder(folder, 'timm-dan/x')
 
 
-def test_folder_without_config_names_it(folder, subprocess_env, tmp_path):
+def test_offline_upload_is_refused(folder, monkeypatch):
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', True)
+    with pytest.raises(RuntimeError, match='HF_HUB_OFFLINE is set'):
+        push_model_folder(folder, 'timm-dan/x', token='hf_test')
+
+
+def test_folder_without_config_names_it(folder, tmp_path):
     broken = tmp_path / 'broken'
     broken.mkdir()
     (broken / 'model.safetensors').write_bytes((folder / 'model.safetensors').read_bytes())
-    proc = _push([broken, '--repo-id', 'timm-dan/x', '--dry-run'], subprocess_env)
-    assert proc.returncode == 1
-    assert 'missing config.json, README.md' in proc.stderr and 'Traceback' not in proc.stderr
+    with pytest.raises(FileNotFoundError, match=f'{broken} is not a complete timm Hub folder: missing config.json, '
+                                                'README.md'):
+        push_model_folder(broken, 'timm-dan/x', dry_run=True)
 
 
 def test_upload_calls(folder, monkeypatch):
