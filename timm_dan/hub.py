@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -400,11 +399,14 @@ def save_model_folder(
     if labels:
         model_config['label_names'] = list(labels)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{output_dir.name}.tmp-', dir=output_dir.parent))
+    tmp = output_dir.with_name(f'.{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}')
+    tmp.mkdir()  # permissions from the umask, like any folder the user makes
     try:
         timm.models.save_for_hf(model, tmp, model_config=model_config, safe_serialization=True,
                                 data_config=data_config)
         (tmp / CARD_NAME).write_text(render_model_card(info), encoding='utf-8')
+        for f in tmp.iterdir():  # safetensors writes 0600 files; give them the folder's permissions
+            f.chmod(tmp.stat().st_mode & 0o666)
         _replace_dir(tmp, output_dir, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
