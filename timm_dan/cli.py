@@ -2,7 +2,7 @@
 import argparse
 import importlib
 import sys
-from typing import List, Optional
+from typing import Optional
 
 from .version import __version__
 
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, 'func', None):
