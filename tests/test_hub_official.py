@@ -3,20 +3,31 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import timm
 import torch
 import torchvision
 from huggingface_hub import ModelCard
-from official_dan import randomized_official_checkpoint  # tests/official_dan.py
 
 import timm_dan
+from tests.hf_cache import populate_hf_cache
+from tests.reference_dan import ReferenceDAN, official_checkpoint
 from timm_dan.hub import convert_backbone_file, convert_official_file, create_model, load_manifest, sha256_file
 from timm_dan.models.dan import OFFICIAL_LABEL_MAPS
 
 RAFDB_FILE = 'rafdb_epoch21_acc0.897_bacc0.8275.pth'
 RAFDB_REPO = 'timm-dan/dan_resnet18.rafdb'
+CONVERT = Path(__file__).resolve().parents[1] / 'hub' / 'convert_official.py'
+
+
+def randomized_official_checkpoint(num_classes: int, seed: int = 0) -> tuple:
+    """(a checkpoint in the authors' file layout with random weights, the naive model holding them, eval mode)."""
+    checkpoint = official_checkpoint(num_classes, seed)
+    reference = ReferenceDAN(num_classes)
+    reference.load_state_dict(checkpoint['model_state_dict'])
+    return checkpoint, lambda x: reference.eval()(x)[0]
 
 
 def _canonical(logits: torch.Tensor, dataset: str) -> torch.Tensor:
@@ -25,15 +36,15 @@ def _canonical(logits: torch.Tensor, dataset: str) -> torch.Tensor:
 
 
 @pytest.fixture(scope='module')
-def rafdb(tmp_path_factory):
+def rafdb(tmp_path_factory, repo_root):
     """The authors' RAF-DB file layout (random weights), its naive model, and the folder the script made."""
     root = tmp_path_factory.mktemp('rafdb')
     checkpoint, official = randomized_official_checkpoint(7)
     ckpt_path = root / RAFDB_FILE
     torch.save(checkpoint, ckpt_path)
-    env = dict(os.environ, PYTHONPATH=str(os.getcwd()), HF_HUB_OFFLINE='1', HF_HOME=str(root / 'hf_home'))
+    env = dict(os.environ, PYTHONPATH=str(repo_root), HF_HUB_OFFLINE='1', HF_HOME=str(root / 'hf_home'))
     proc = subprocess.run(
-        [sys.executable, 'hub/convert_official.py', str(ckpt_path), '--dataset', 'rafdb', '--output-dir',
+        [sys.executable, str(CONVERT), str(ckpt_path), '--dataset', 'rafdb', '--output-dir',
          str(root / 'dan-rafdb')], env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
@@ -120,7 +131,7 @@ def test_manifest_sha256_mismatch_is_refused(rafdb, tmp_path):
 
 def test_convert_script_error_is_one_line(rafdb, subprocess_env, tmp_path):
     proc = subprocess.run(
-        [sys.executable, 'hub/convert_official.py', str(rafdb['ckpt']), '--dataset', 'affectnet8', '--output-dir',
+        [sys.executable, str(CONVERT), str(rafdb['ckpt']), '--dataset', 'affectnet8', '--output-dir',
          str(tmp_path / 'out')], env=subprocess_env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 1
@@ -143,25 +154,11 @@ def test_convert_backbone(tmp_path):
     assert card.data.datasets == ['ms-celeb-1m'] and 'backbone_pretrained=' in card.text
 
 
-def _lay_out_hub_cache(hf_home, repo_id: str, folder) -> None:
-    """The cache layout `hf_hub_download` leaves: blobs/, refs/main, snapshots/<commit>/<file> -> ../../blobs."""
-    repo = hf_home / 'hub' / f'models--{repo_id.replace("/", "--")}'
-    commit = '0123456789abcdef0123456789abcdef01234567'
-    (repo / 'blobs').mkdir(parents=True)
-    (repo / 'refs').mkdir()
-    (repo / 'refs' / 'main').write_text(commit)
-    snapshot = repo / 'snapshots' / commit
-    snapshot.mkdir(parents=True)
-    for f in folder.iterdir():
-        blob = sha256_file(f)
-        (repo / 'blobs' / blob).write_bytes(f.read_bytes())
-        (snapshot / f.name).symlink_to(f'../../blobs/{blob}')
-
-
 @pytest.mark.slow
 def test_pretrained_from_offline_cache(rafdb, subprocess_env, tmp_path):
-    from pathlib import Path
-    _lay_out_hub_cache(Path(subprocess_env['HF_HOME']), RAFDB_REPO, rafdb['folder'])
+    files = {p.name: p.read_bytes() for p in rafdb['folder'].iterdir()}
+    populate_hf_cache(tmp_path / 'hf_home' / 'hub', RAFDB_REPO, files)
+    assert subprocess_env['HF_HOME'] == str(tmp_path / 'hf_home')
     x = torch.randn(2, 3, 64, 64)
     torch.save(x, tmp_path / 'x.pt')
     script = (

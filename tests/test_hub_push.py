@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import timm
@@ -19,7 +20,8 @@ def folder(tmp_path_factory):
 
 
 def _push(args, env):
-    return subprocess.run([sys.executable, 'hub/push.py', *map(str, args)], env=env, capture_output=True, text=True,
+    push = Path(__file__).resolve().parents[1] / 'hub' / 'push.py'
+    return subprocess.run([sys.executable, str(push), *map(str, args)], env=env, capture_output=True, text=True,
                           timeout=300)
 
 
