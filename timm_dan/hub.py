@@ -125,7 +125,7 @@ FER_RISKS = """\
 class Metric:
     """One evaluation result, with who measured it.
 
-    `value` is in percent. With `std` (and `num_seeds`) the card shows mean ± std over seeds.
+    `value` is in percent (88.9, not 0.889). With `std` (and `num_seeds`) the card shows mean ± std over seeds.
     """
     name: str  # 'accuracy', 'mean_class_accuracy', 'macro_f1' or another metric id
     value: float
