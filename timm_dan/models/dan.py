@@ -545,14 +545,9 @@ def _create_dan(variant: str, pretrained: bool = False, feature_levels: int = 5,
 
 
 def _missing_weights_error(variant: str, pretrained_cfg: Any, error: Exception) -> RuntimeError:
+    from ..hub import missing_weights_message  # the Hub helpers import this module
     hub_id = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg).hf_hub_id
-    return RuntimeError(
-        f'Could not get the pretrained weights of {variant} from the Hugging Face Hub repo {hub_id!r} '
-        f'({type(error).__name__}). Either go online (unset HF_HUB_OFFLINE) so that they download once into '
-        f'the cache, or convert the authors\' checkpoint yourself: `python hub/convert_official.py '
-        f'rafdb_epoch21_acc0.897_bacc0.8275.pth --dataset rafdb --output-dir dan-rafdb` and load it with '
-        f'timm.create_model("local-dir:dan-rafdb", pretrained=True).'
-    )
+    return RuntimeError(f'{variant}: {missing_weights_message(hub_id)} ({type(error).__name__})')
 
 
 def _cfg(num_classes: int = len(LABELS), first_conv: str = 'backbone.conv1', **kwargs) -> dict[str, Any]:
