@@ -1,5 +1,5 @@
 """Face crops in the training geometry: 5-point similarity alignment, or a square crop with margin around a box."""
-from typing import Optional, Tuple
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -17,14 +17,14 @@ ALIGNED_TEMPLATE = np.array([
 frame, eyes a little above the middle). An approximation of ours, not measured from the RAF-DB files."""
 
 
-def alignment_matrix(landmarks: np.ndarray, size: Tuple[int, int]) -> Optional[np.ndarray]:
+def alignment_matrix(landmarks: np.ndarray, size: tuple[int, int]) -> Optional[np.ndarray]:
     """2 x 3 similarity transform (rotation, uniform scale, shift) taking 5 landmarks onto the template."""
     target = ALIGNED_TEMPLATE * np.array(size, dtype=np.float32)
     matrix, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), target, method=cv2.LMEDS)
     return matrix
 
 
-def box_matrix(box: np.ndarray, size: Tuple[int, int], margin: float = 0.2) -> np.ndarray:
+def box_matrix(box: np.ndarray, size: tuple[int, int], margin: float = 0.2) -> np.ndarray:
     """2 x 3 scale-and-shift taking a square of side max(w, h) * (1 + margin) around the box's centre to `size`."""
     x, y, w, h = (float(v) for v in box)
     side = max(w, h, 1.) * (1. + margin)
@@ -36,7 +36,7 @@ def box_matrix(box: np.ndarray, size: Tuple[int, int], margin: float = 0.2) -> n
 def crop_face(
         image: np.ndarray,
         box: np.ndarray,
-        size: Tuple[int, int],
+        size: tuple[int, int],
         landmarks: Optional[np.ndarray] = None,
         margin: float = 0.2,
 ) -> np.ndarray:

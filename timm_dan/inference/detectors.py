@@ -1,7 +1,8 @@
 """Face detectors: OpenCV YuNet (boxes + 5 landmarks), OpenCV's Haar cascade (boxes), or none (inputs are faces)."""
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ class Detection:
     score: float = 1.0
 
 
-FaceDetector = Callable[[np.ndarray], List[Detection]]
+FaceDetector = Callable[[np.ndarray], list[Detection]]
 """RGB uint8 H x W x 3 image -> its faces."""
 
 
@@ -35,7 +36,7 @@ class _DownscaledDetector:
     def __init__(self, max_side: int = 1280):
         self.max_side = max_side
 
-    def __call__(self, image: np.ndarray) -> List[Detection]:
+    def __call__(self, image: np.ndarray) -> list[Detection]:
         scale = min(1., self.max_side / max(image.shape[:2]))
         if scale < 1.:
             size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
@@ -47,7 +48,7 @@ class _DownscaledDetector:
                 face.landmarks = face.landmarks / scale
         return sorted(faces, key=lambda f: -f.score)
 
-    def detect(self, image: np.ndarray) -> List[Detection]:
+    def detect(self, image: np.ndarray) -> list[Detection]:
         raise NotImplementedError
 
 
@@ -68,13 +69,13 @@ class HaarDetector(_DownscaledDetector):
             raise RuntimeError(f'Could not load the Haar cascade {haar_dir + cascade}')
         self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size
 
-    def detect(self, image: np.ndarray) -> List[Detection]:
+    def detect(self, image: np.ndarray) -> list[Detection]:
         gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
         boxes, _, weights = self.classifier.detectMultiScale3(
             gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
             minSize=(self.min_size, self.min_size), outputRejectLevels=True,
         )
-        return [Detection(np.asarray(b, dtype=np.float32), None, float(w)) for b, w in zip(boxes, weights)]
+        return [Detection(np.asarray(b, dtype=np.float32), None, float(w)) for b, w in zip(boxes, weights, strict=True)]
 
 
 class YuNetDetector(_DownscaledDetector):
@@ -86,7 +87,7 @@ class YuNetDetector(_DownscaledDetector):
         self.model_path = model_path or yunet_model_path()
         self.detector = cv2.FaceDetectorYN.create(self.model_path, '', (320, 320), score_threshold, nms_threshold)
 
-    def detect(self, image: np.ndarray) -> List[Detection]:
+    def detect(self, image: np.ndarray) -> list[Detection]:
         height, width = image.shape[:2]
         self.detector.setInputSize((width, height))
         _, faces = self.detector.detect(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
@@ -99,7 +100,7 @@ class YuNetDetector(_DownscaledDetector):
 class WholeImageDetector:
     """detector='none': every input is one face filling the image."""
 
-    def __call__(self, image: np.ndarray) -> List[Detection]:
+    def __call__(self, image: np.ndarray) -> list[Detection]:
         height, width = image.shape[:2]
         return [Detection(np.array([0, 0, width, height], dtype=np.float32))]
 

@@ -3,7 +3,7 @@ import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Optional, Union
 
 import numpy as np
 import timm
@@ -22,7 +22,7 @@ class LogitsAndAttention(nn.Module):
         super().__init__()
         self.model, self.attention = model, attention
 
-    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         features = self.model.forward_features(x)
         logits = self.model.forward_head(features)
         if not self.attention:
@@ -35,7 +35,7 @@ class ExportReport:
     path: Path
     max_abs_diff: float  # logits, onnxruntime vs eager PyTorch on random inputs
     max_abs_diff_attention: Optional[float]
-    input_size: Tuple[int, int, int]
+    input_size: tuple[int, int, int]
     dynamic_batch: bool
 
 
@@ -93,5 +93,5 @@ def export_onnx(
     expected = expected if attention else (expected,)
     session = ort.InferenceSession(str(output), providers=['CPUExecutionProvider'])
     got = session.run(output_names, {'input': x.numpy()})
-    diffs = [float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected)]
+    diffs = [float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected, strict=True)]
     return ExportReport(output, diffs[0], diffs[1] if attention else None, input_size, dynamic_batch)

@@ -1,8 +1,9 @@
-"""Robust image input: files, folders, PIL images and numpy arrays to RGB uint8 arrays, one clear error per bad input."""
+"""Robust image input: files, folders, PIL images and arrays to RGB uint8 arrays; one clear error per bad input."""
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, List, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -27,7 +28,7 @@ class ImageInput:
     source: ImageSource
 
 
-def expand_inputs(inputs: Union[ImageSource, Iterable[ImageSource]]) -> List[ImageInput]:
+def expand_inputs(inputs: Union[ImageSource, Iterable[ImageSource]]) -> list[ImageInput]:
     """Flatten a path, folder, image, array or list of them into named inputs (folders: image files, sorted)."""
     if isinstance(inputs, (str, os.PathLike, Image.Image, np.ndarray)):
         inputs = [inputs]
@@ -130,7 +131,3 @@ def _describe_head(path: Path) -> str:
         return f'it starts with text: {head[:32].decode("ascii")!r}'
     return f'first bytes {head[:8].hex()}'
 
-
-def iter_batches(items: List[Any], batch_size: int) -> Iterator[List[Any]]:
-    for start in range(0, len(items), batch_size):
-        yield items[start:start + batch_size]

@@ -2,7 +2,8 @@
 import copy
 import json
 import logging
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Optional, Union
 
 import cv2
 import numpy as np
@@ -14,7 +15,7 @@ from PIL import Image
 from ..models import LABELS
 from .align import crop_face
 from .detectors import Detection, FaceDetector, create_detector
-from .io import DEFAULT_MAX_PIXELS, ImageInput, ImageLoadError, expand_inputs, iter_batches, load_image
+from .io import DEFAULT_MAX_PIXELS, ImageInput, ImageLoadError, expand_inputs, load_image
 from .results import FaceResult, FrameResult, ImageResult
 
 __all__ = ['FERPredictor', 'label_names_of', 'ONNX_METADATA_KEY']
@@ -27,7 +28,7 @@ ONNX_METADATA_KEY = 'timm_dan'
 PRECISIONS = ('fp32', 'bf16')
 
 
-def label_names_of(model: nn.Module) -> List[str]:
+def label_names_of(model: nn.Module) -> list[str]:
     """The model's class names: `pretrained_cfg['label_names']`, else the canonical `LABELS`."""
     num_classes = model.num_classes
     names = list(getattr(model, 'pretrained_cfg', {}).get('label_names') or ())
@@ -54,7 +55,7 @@ class _TorchRunner:
         self.data_config = timm.data.resolve_model_data_config(model)
 
     @torch.inference_mode()
-    def __call__(self, x: np.ndarray, attention: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    def __call__(self, x: np.ndarray, attention: bool) -> tuple[np.ndarray, Optional[np.ndarray]]:
         x = torch.from_numpy(x).to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -82,7 +83,7 @@ class _OnnxRunner:
         self.fixed_batch = batch if isinstance(batch, int) else None
         self.outputs = [o.name for o in self.session.get_outputs()]
 
-    def __call__(self, x: np.ndarray, attention: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    def __call__(self, x: np.ndarray, attention: bool) -> tuple[np.ndarray, Optional[np.ndarray]]:
         if attention and 'attention' not in self.outputs:
             raise ValueError('This ONNX file has no attention output: re-export it without --no-attention')
         names = ['logits', 'attention'] if attention else ['logits']
@@ -150,7 +151,7 @@ class FERPredictor:
         self.detector = create_detector(detector) if isinstance(detector, str) else detector
         self.batch_size, self.tta, self.margin, self.max_pixels = batch_size, tta, margin, max_pixels
         self.label_names = self.runner.label_names
-        self.data_config: Dict[str, Any] = self.runner.data_config
+        self.data_config: dict[str, Any] = self.runner.data_config
         self.transform = timm.data.create_transform(**self.data_config, is_training=False)
         _, height, width = self.data_config['input_size']
         self.crop_size = (width, height)
@@ -161,7 +162,7 @@ class FERPredictor:
             color: str = 'rgb',
             attention: bool = False,
             keep_images: bool = False,
-    ) -> List[ImageResult]:
+    ) -> list[ImageResult]:
         """Predict every face of every input (paths, folders, PIL images, arrays, or a list of them).
 
         Args:
@@ -212,8 +213,8 @@ class FERPredictor:
         finally:
             capture.release()
 
-    def _predict_items(self, items: List[ImageInput], color: str, attention: bool,
-                       keep_images: bool) -> List[ImageResult]:
+    def _predict_items(self, items: list[ImageInput], color: str, attention: bool,
+                       keep_images: bool) -> list[ImageResult]:
         results, crops, owners = [], [], []
         for item in items:
             try:
@@ -227,9 +228,10 @@ class FERPredictor:
                 crops.append(self._crop(image, detection))
                 owners.append((result, detection))
             results.append(result)
-        for batch in iter_batches(list(zip(crops, owners)), self.batch_size):
-            batch_crops, batch_owners = zip(*batch)
-            for face, (result, _) in zip(self._classify(batch_crops, batch_owners, attention), batch_owners):
+        for start in range(0, len(crops), self.batch_size):
+            batch = slice(start, start + self.batch_size)
+            faces = self._classify(crops[batch], owners[batch], attention)
+            for face, (result, _) in zip(faces, owners[batch], strict=True):
                 result.faces.append(face)
         return results
 
@@ -237,8 +239,8 @@ class FERPredictor:
         margin = 0. if self.detector_name == 'none' else self.margin
         return crop_face(image, detection.box, self.crop_size, detection.landmarks, margin)
 
-    def _classify(self, crops: Sequence[np.ndarray], owners: Sequence[Tuple[ImageResult, Detection]],
-                  attention: bool) -> List[FaceResult]:
+    def _classify(self, crops: Sequence[np.ndarray], owners: Sequence[tuple[ImageResult, Detection]],
+                  attention: bool) -> list[FaceResult]:
         x = np.stack([self.transform(Image.fromarray(c)).numpy() for c in crops])
         logits, maps = self.runner(x, attention)
         probs = _softmax(logits)
@@ -251,7 +253,7 @@ class FERPredictor:
                 box=tuple(float(v) for v in detection.box),
                 label=self.label_names[best],
                 score=float(probs[i, best]),
-                probs=dict(zip(self.label_names, probs[i].tolist())),
+                probs=dict(zip(self.label_names, probs[i].tolist(), strict=True)),
                 landmarks=None if detection.landmarks is None else [tuple(map(float, p)) for p in detection.landmarks],
                 detection_score=detection.score,
                 attention=None if maps is None else maps[i],
