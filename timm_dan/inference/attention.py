@@ -15,6 +15,9 @@ def attention_grid(face: FaceResult, alpha: float = 0.5) -> np.ndarray:
     if face.attention is None or face.crop is None:
         raise ValueError('This face has no attention maps: predict with attention=True')
     crop = face.crop
+    if crop.shape[0] < 160:  # small model inputs: enlarge so that the maps and labels stay readable
+        scale = 160 / crop.shape[0]
+        crop = cv2.resize(crop, (round(crop.shape[1] * scale), 160), interpolation=cv2.INTER_CUBIC)
     height, width = crop.shape[:2]
     tiles = [crop]
     for head, amap in enumerate(face.attention):
