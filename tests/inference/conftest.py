@@ -18,9 +18,9 @@ def saved_model_dir(tmp_path_factory):
     torch.manual_seed(0)
     model = timm.create_model(
         'dan_resnet18', num_classes=7, pretrained_cfg_overlay=dict(input_size=(3, INPUT_SIZE, INPUT_SIZE)))
-    # give the BatchNorms non-trivial statistics so that folding them is really exercised
+    # give the heads' BatchNorms non-trivial statistics so that folding them is really exercised
     with torch.no_grad():
-        for m in model.modules():
+        for m in model.heads.modules():
             if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 2.0)
