@@ -2,6 +2,7 @@
 import inspect
 import sys
 import tracemalloc
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -73,6 +74,33 @@ def test_lfw_faces_without_detector_batched_like_one_by_one(model_name, eval_mod
         rgb = (np.repeat(face_image[..., None], 3, 2) * 255 + .5).astype(np.uint8)
         probs = list(result.faces[0].probs.values())
         np.testing.assert_allclose(probs, _reference_probs(eval_model, rgb, (0, 0, 25, 25), margin=0.), atol=1e-4)
+
+
+def test_odd_files_in_one_folder_each_get_a_clear_result(haar_predictor, astronaut, tmp_path, png_header_only):
+    folder = tmp_path / 'odd'
+    folder.mkdir()
+    photo = Image.fromarray(astronaut)
+    photo.convert('L').save(folder / 'a_gray.png')
+    photo.convert('RGBA').save(folder / 'b_rgba.png')
+    photo.convert('P').save(folder / 'c_palette.png')
+    photo.convert('CMYK').save(folder / 'd_cmyk.jpg')
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 90 degrees counter-clockwise to view
+    photo.rotate(-90, expand=True).save(folder / 'e_exif.jpg', exif=exif)  # stored sideways, upright when viewed
+    Image.new('RGB', (1, 1)).save(folder / 'f_tiny.png')
+    png_header_only(folder / 'g_bomb.png', 40_000, 40_000)
+    (folder / 'h_empty.jpg').write_bytes(b'')
+    (folder / 'i_text.jpg').write_text('GIF89a? no, just text')
+    results = haar_predictor.predict(folder)
+    assert [Path(r.file).name for r in results] == sorted(p.name for p in folder.iterdir())
+    assert [len(r.faces) for r in results] == [1, 1, 1, 1, 1, 0, 0, 0, 0]
+    assert [r.error is None for r in results] == [True] * 6 + [False] * 3
+    assert results[4].size == (512, 512)  # the EXIF rotation was applied before detection
+    for result in results[:5]:
+        x, y, w, h = result.faces[0].box
+        assert 200 < x + w / 2 < 250 and 90 < y + h / 2 < 140
+    assert 'decompression-bomb' in results[6].error and 'empty' in results[7].error
+    assert 'not an image' in results[8].error
 
 
 def test_predictor_does_not_modify_the_callers_module(eval_model, astronaut):
