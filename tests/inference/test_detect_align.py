@@ -169,3 +169,13 @@ def test_yunet_from_the_hf_cache_gives_boxes_and_landmarks(yunet_in_hf_cache, ca
     matrix = alignment_matrix(np.asarray(face.landmarks), (64, 64))
     centre = matrix @ [176, 112, 1]
     assert face.crop[round(centre[1]), round(centre[0]), 0] == 255
+
+
+def test_crop_of_the_mirror_is_the_mirror_of_the_crop():
+    coarse = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    image = cv2.resize(coarse, (31, 25), interpolation=cv2.INTER_LINEAR)  # smooth, as photos are at this scale
+    box = np.array([3., 2., 20., 18.])
+    mirrored_box = np.array([31 - 3 - 20, 2., 20., 18.])
+    crop = crop_face(image, box, (64, 64), margin=0.1).astype(int)
+    mirrored = crop_face(np.ascontiguousarray(image[:, ::-1]), mirrored_box, (64, 64), margin=0.1).astype(int)
+    assert np.abs(mirrored[:, ::-1] - crop).max() <= 2  # equal up to OpenCV's 1/32-pixel fixed point
