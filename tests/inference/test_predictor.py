@@ -65,7 +65,10 @@ def test_one_call_mixes_faces_no_faces_and_failures(haar_predictor, astronaut, t
 def test_lfw_faces_without_detector_batched_like_one_by_one(model_name, eval_model, lfw_faces):
     batched = FERPredictor(model_name, detector='none', batch_size=4)
     single = FERPredictor(model_name, detector='none', batch_size=1)
+    run, sizes = batched.runner, []
+    batched.runner = lambda x, attention: sizes.append(len(x)) or run(x, attention)
     results = batched.predict(list(lfw_faces))
+    assert sizes == [4, 4, 2]  # faces of different images share batches
     assert len(results) == 10 and all(len(r.faces) == 1 for r in results)
     for result, one in zip(results, single.predict(list(lfw_faces)), strict=True):
         probs = np.array(list(result.faces[0].probs.values()))
