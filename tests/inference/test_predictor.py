@@ -114,6 +114,15 @@ def test_predictor_does_not_modify_the_callers_module(eval_model, astronaut):
     assert len(predictor.predict(astronaut)[0].faces) == 1
 
 
+def test_any_timm_classifier_works_without_attention(astronaut):
+    model = timm.create_model('resnet18', num_classes=3, pretrained_cfg_overlay=dict(input_size=(3, 32, 32)))
+    predictor = FERPredictor(model, detector='none')
+    face = predictor.predict(astronaut)[0].faces[0]
+    assert list(face.probs) == ['neutral', 'happy', 'sad']
+    with pytest.raises(ValueError, match='no DAN attention heads'):
+        predictor.predict(astronaut, attention=True)
+
+
 def test_bf16_keeps_the_predictions_close(model_name, lfw_faces):
     faces = list(lfw_faces)
     fp32 = FERPredictor(model_name, detector='none').predict(faces)

@@ -56,6 +56,8 @@ class _TorchRunner:
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray, attention: bool) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        if attention and not hasattr(getattr(self.model, 'heads', None), 'spatial_maps'):
+            raise ValueError(f'{type(self.model).__name__} has no DAN attention heads to return maps from')
         x = torch.from_numpy(x).to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
