@@ -26,7 +26,7 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument('--num-samples', type=int, default=4000)
 parser.add_argument('--image-size', type=int, default=64)
 parser.add_argument('--num-classes', type=int, default=8)
-parser.add_argument('--epochs', type=int, default=12)
+parser.add_argument('--epochs', type=int, default=12, help='0: only the linear baseline')
 parser.add_argument('--batch-size', type=int, default=64)
 parser.add_argument('--lr', type=float, default=2e-3)
 parser.add_argument('--weight-decay', type=float, default=0.05)
@@ -70,6 +70,8 @@ def main():
         print(f'linear (LogisticRegression on raw pixels): val acc {linear_baseline(ds):.4f} '
               f'({time.time() - t1:.1f}s)', flush=True)
 
+    if args.epochs == 0:
+        return
     model = timm.create_model('dan_resnet18', num_classes=args.num_classes).to(memory_format=torch.channels_last)
     assert isinstance(model, timm_dan.DAN)
     loss_fn = timm_dan.DANLoss(args.num_classes, feat_dim=model.num_features)

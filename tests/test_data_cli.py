@@ -14,6 +14,7 @@ from timm_dan.cli import main
 SMALL = ['-o', 'num_samples=16', '-o', 'num_validation_samples=8', '-o', 'image_size=32']
 
 
+@pytest.mark.slow
 def test_info_synthetic_table(subprocess_env):
     out = subprocess.run([sys.executable, '-m', 'timm_dan', 'data', 'info', 'synthetic', *SMALL],
                          env=subprocess_env, capture_output=True, text=True, timeout=300)
@@ -66,13 +67,18 @@ def test_export_argument_errors(capsys):
     assert '--private only applies' in capsys.readouterr().err
 
 
-def test_push_to_hub_without_token_is_a_clear_error(subprocess_env, tmp_path):
-    env = {k: v for k, v in subprocess_env.items() if k != 'HF_TOKEN'}
+def test_push_to_hub_offline_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    assert main(['data', 'export', 'synthetic', '--push-to-hub', 'me/fer', '--private']) == 2
+    assert 'HF_HUB_OFFLINE' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_push_to_hub_without_token_is_a_clear_error(subprocess_env):
+    env = {k: v for k, v in subprocess_env.items() if k != 'HF_TOKEN'}  # and HF_HOME is empty: no token file
     cmd = [sys.executable, '-m', 'timm_dan', 'data', 'export', 'synthetic', '--push-to-hub', 'me/fer', '--private']
-    offline = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert offline.returncode == 2 and 'HF_HUB_OFFLINE' in offline.stderr
-    online = subprocess.run(cmd, env={**env, 'HF_HUB_OFFLINE': '0'}, capture_output=True, text=True, timeout=120)
-    assert online.returncode == 2 and 'token' in online.stderr
+    out = subprocess.run(cmd, env={**env, 'HF_HUB_OFFLINE': '0'}, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and 'needs a Hugging Face token' in out.stderr
 
 
 def test_push_to_hub_private(monkeypatch, tmp_path, capsys):
