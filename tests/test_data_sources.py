@@ -177,6 +177,9 @@ def test_affectnet_full_bad_rows(affectnet_full, tmp_path):
     path.write_text(path.read_text() + 'v/x.png,0,0,5,5,,11,0,0\n')
     with pytest.raises(ValueError, match=r'validation.csv:3: unknown label code 11'):
         _load('affectnet', affectnet_full, tmp_path)
+    path.write_text('v/x.png,0,0,5,5,1;a,2,0,0\n')
+    with pytest.raises(ValueError, match=r'validation.csv:1: expected landmarks as numbers'):
+        _load('affectnet', affectnet_full, tmp_path)
     path.write_text('v/x.png,0,0,5\n')
     with pytest.raises(ValueError, match=r'validation.csv:1: expected 9 columns'):
         _load('affectnet', affectnet_full, tmp_path)

@@ -42,7 +42,9 @@ def _keep(native: int, num_classes: int, dropped: Counter) -> bool:
 
 
 def _landmarks(text: str, path: Path, line: int) -> list[float]:
-    return [parse(float, v, path, line, 'landmarks as numbers separated by ";"') for v in text.split(';') if v]
+    values = [v for v in text.split(';') if v]
+    return parse(lambda v: np.array(v, dtype=np.float64).tolist(), values, path, line,
+                 'landmarks as numbers separated by ";"')
 
 
 def _scan_full(root: Path, num_classes: int) -> SourceScan:
