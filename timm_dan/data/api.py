@@ -77,6 +77,8 @@ def load_fer_dataset(name: str, data_dir: Optional[Union[str, Path]] = None, *, 
     if on_bad not in ('error', 'skip'):
         raise ValueError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
     if name == 'synthetic':
+        if data_dir is not None:
+            raise ValueError('synthetic is generated in memory: it takes no data_dir')
         dataset, report = _load_synthetic(**options, cache_dir=cache_dir), None
     else:
         if data_dir is None:
