@@ -39,7 +39,8 @@ RAF_LINES = ['train_00001.jpg 1', 'train_00002.jpg 4', 'train_00003.jpg 7', 'tes
 def rafdb(tmp_path):
     root = tmp_path / 'RAF-DB' / 'basic'
     (root / 'EmoLabel').mkdir(parents=True)
-    (root / 'EmoLabel' / 'list_patition_label.txt').write_text('\n'.join(RAF_LINES) + '\n')
+    # Windows line ends and a byte-order mark, as some copies have
+    (root / 'EmoLabel' / 'list_patition_label.txt').write_text('\ufeff' + '\r\n'.join(RAF_LINES) + '\r\n')
     for line in RAF_LINES:
         stem = line.split()[0][:-4]
         _image(root / 'Image' / 'aligned' / f'{stem}_aligned.jpg', (10, 10), fmt='JPEG')

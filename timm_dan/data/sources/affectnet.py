@@ -58,7 +58,7 @@ def _scan_full(root: Path, num_classes: int) -> SourceScan:
             raise layout_error(path, 'affectnet')
         files.append(path)
         records, dropped[split] = [], Counter()
-        with open(path, newline='') as f:
+        with open(path, newline='', encoding='utf-8-sig') as f:
             for line_no, row in enumerate(csv.reader(f), 1):
                 if not row or (line_no == 1 and row[0] == COLUMNS[0]):  # the header is optional
                     continue

@@ -37,7 +37,7 @@ def scan(root: Path, seed: int = 0, split_fractions: tuple[float, float, float] 
     if len(split_fractions) != len(SPLITS) or min(split_fractions) < 0 or sum(split_fractions) <= 0:
         raise ValueError(f'expw: split_fractions must be three non-negative numbers, got {split_fractions}')
     records = []
-    for line_no, line in enumerate(label_file.read_text().splitlines(), 1):
+    for line_no, line in enumerate(label_file.read_text(encoding='utf-8-sig').splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()

@@ -21,7 +21,7 @@ def _rows(path: Path, header: tuple, name: str) -> Iterator[tuple[int, list[str]
     """(line number, cells) of a csv whose first line must start with `header`."""
     if not path.is_file():
         raise layout_error(path, name)
-    with open(path, newline='') as f:
+    with open(path, newline='', encoding='utf-8-sig') as f:
         reader = csv.reader(f)
         first = next(reader, [])
         if tuple(c.strip() for c in first[:len(header)]) != header:

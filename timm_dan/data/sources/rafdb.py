@@ -19,7 +19,7 @@ def scan(root: Path, aligned: bool = True) -> SourceScan:
         if not path.exists():
             raise layout_error(path, 'rafdb')
     splits = {'train': [], 'test': []}
-    for line_no, line in enumerate(label_file.read_text().splitlines(), 1):
+    for line_no, line in enumerate(label_file.read_text(encoding='utf-8-sig').splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
