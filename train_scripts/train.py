@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ''):  # run as a script from a checkout: make `timm_dan` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ''):  # run as a script: import `timm_dan` from this checkout, and never take this
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # folder's evaluate.py for the `evaluate` library
 
 import timm  # noqa: E402
 import torch  # noqa: E402
