@@ -9,7 +9,6 @@ every data set, so models evaluate across data sets: a 7-class model on an 8-cla
 images (and says how many); an 8-class model on a 7-class set keeps contempt as a possible (wrong) answer.
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 

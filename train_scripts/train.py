@@ -22,7 +22,7 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import set_seed  # noqa: E402
-from timm.utils import ModelEmaV3  # noqa: E402
+from timm.utils import ModelEmaV3, distribute_bn  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from timm_dan.metrics import load_fer_metrics  # noqa: E402
@@ -39,6 +39,7 @@ from timm_dan.training import (  # noqa: E402
     load_checkpoint,
     parse_config,
     predict_loader,
+    replica_checksums,
     resolve_channels_last,
     resolve_precision,
     save_checkpoint,
@@ -176,6 +177,10 @@ def main(argv=None) -> int:
         scheduler.step()
         step.check_finite()
         losses = step.read_losses()
+        if accelerator.num_processes > 1:  # BatchNorm statistics are per process: average them before evaluating
+            for bn_model in (unwrapped, ema):
+                if bn_model is not None:
+                    distribute_bn(bn_model, accelerator.num_processes, reduce=True)
 
         val_metrics = evaluate_split(accelerator, eval_model, eval_loaders['validation'], cfg.num_classes,
                                      channels_last)
@@ -208,12 +213,16 @@ def main(argv=None) -> int:
         if cfg.max_train_steps and step.optimizer_steps >= cfg.max_train_steps:
             break
 
-    results = finish(accelerator, cfg, output_dir, eval_loaders, splits, data_config, best, channels_last)
+    checksums = replica_checksums(accelerator, module)
+    if any(len(set(values)) > 1 for values in checksums.values()):
+        raise RuntimeError(f'the processes ended with different weights: {checksums}')
+    results = finish(accelerator, cfg, output_dir, eval_loaders, splits, data_config, best, channels_last,
+                     checksums)
     accelerator.end_training()
     return 0 if results is not None else 1
 
 
-def finish(accelerator, cfg, output_dir, eval_loaders, splits, data_config, best, channels_last):
+def finish(accelerator, cfg, output_dir, eval_loaders, splits, data_config, best, channels_last, checksums):
     """Evaluate the selected weights (best/) on validation and test, rewrite the card, print where it went."""
     best_dir = output_dir / 'best'
     accelerator.wait_for_everyone()
@@ -232,7 +241,8 @@ def finish(accelerator, cfg, output_dir, eval_loaders, splits, data_config, best
                                    stem='confusion_matrix_test')
         export_best(model, output_dir, cfg, results, splits.split_names, splits.label_names, data_config,
                     best['epoch'])
-        summary = {'best_epoch': best['epoch'], 'split_names': splits.split_names, **best_summary(results)}
+        summary = {'best_epoch': best['epoch'], 'split_names': splits.split_names, **best_summary(results),
+                   'num_processes': accelerator.num_processes, 'process_checksums': checksums}
         (output_dir / 'results.json').write_text(json.dumps(summary, indent=1))
         lines = [f'{role} ({splits.split_names[role]}): ' + ', '.join(
             f'{k} {v:.4f}' for k, v in values.items() if k != 'num_samples')
