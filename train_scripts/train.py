@@ -150,9 +150,10 @@ def main(argv=None) -> int:
     eval_model = ema.module if ema is not None else unwrapped.model
     val_metrics = None
     for epoch in range(start_epoch, cfg.epochs):
-        for seeded in epoch_seeded:
-            seeded.set_epoch(epoch)
         loader = accelerator.skip_first_batches(train_loader, skip_batches) if skip_batches else train_loader
+        loader.set_epoch(epoch)  # Accelerate's loader re-sets its sampler's epoch from this on every pass
+        for seeded in epoch_seeded:  # ... and these, however deeply Accelerate wrapped them
+            seeded.set_epoch(epoch)
         module.train()
         lr = optimizer.param_groups[0]['lr']
         progress = tqdm(total=len(train_loader), initial=skip_batches, desc=f'epoch {epoch + 1}/{cfg.epochs}',
@@ -257,4 +258,8 @@ def finish(accelerator, cfg, output_dir, eval_loaders, splits, data_config, best
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ConfigError, FileNotFoundError) as e:  # bad input: a message, not a traceback
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
