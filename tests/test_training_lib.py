@@ -85,6 +85,20 @@ def test_affectnet_recipe():
     assert cfg.balanced_sampler and cfg.epochs == 10 and cfg.dataset_options == {'num_classes': 8}
 
 
+def test_demo_recipe_one_cycle_warms_up_then_decays():
+    cfg = load_config(CONFIGS / 'synthetic.yaml', {'epochs': 2})
+    model = torch.nn.Linear(2, 2)
+    optimizer = create_optimizer(cfg, model, torch.nn.Linear(1, 1))
+    scheduler = create_scheduler(cfg, optimizer, steps_per_epoch=10)
+    lrs = []
+    for _ in range(20):
+        lrs.append(optimizer.param_groups[0]['lr'])
+        optimizer.step()
+        scheduler.step()
+    peak = max(range(20), key=lrs.__getitem__)
+    assert peak in (2, 3) and lrs[peak] == pytest.approx(cfg.lr) and lrs[0] < cfg.lr / 10 and lrs[-1] < cfg.lr / 10
+
+
 def test_command_line_overrides_and_types(tmp_path):
     cfg = parse_config(['--config', str(CONFIGS / 'rafdb.yaml'), '--epochs', '2', '--batch-size', '64', '--lr',
                         '0.01', '--model', 'dan_resnet50', '--image-size', '112', '--seed', '1', '--deterministic',

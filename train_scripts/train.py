@@ -105,8 +105,10 @@ def main(argv=None) -> int:
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = create_optimizer(cfg, model, loss_fn)
-    scheduler = create_scheduler(cfg, optimizer)
     train_loader = create_loader(cfg, splits['train'], data_config, micro_batch, is_training=True)
+    steps_per_epoch = len(train_loader) // (accelerator.num_processes * cfg.grad_accum_steps)
+    scheduler = create_scheduler(cfg, optimizer, steps_per_epoch)
+    per_step_schedule = cfg.scheduler == 'onecycle'
     epoch_seeded = (train_loader.sampler, train_loader.dataset)  # both take set_epoch
     eval_loaders = {role: create_loader(cfg, splits[role], data_config, 2 * micro_batch, is_training=False)
                     for role in ('validation', 'test') if role in splits}
@@ -167,6 +169,8 @@ def main(argv=None) -> int:
                 progress.set_postfix(loss=f'{step.peek_loss():.3f}',
                                      img_s=f'{images_seen / (time.perf_counter() - start):.1f}')
             at_boundary = accelerator.sync_gradients
+            if at_boundary and per_step_schedule:
+                scheduler.step()
             if at_boundary and cfg.checkpoint_steps and step.optimizer_steps % cfg.checkpoint_steps == 0 \
                     and batch + 1 < len(train_loader):
                 checkpoint(epoch, batch + 1)
@@ -175,7 +179,8 @@ def main(argv=None) -> int:
         progress.close()
         skip_batches = 0
         train_time = time.perf_counter() - start
-        scheduler.step()
+        if not per_step_schedule:
+            scheduler.step()
         step.check_finite()
         losses = step.read_losses()
         if accelerator.num_processes > 1:  # BatchNorm statistics are per process: average them before evaluating

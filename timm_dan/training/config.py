@@ -56,7 +56,7 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4  # applies to the affinity centres too, as in the paper's code
-    scheduler: str = 'step'  # step (StepLR), exponential, cosine, constant; stepped once per epoch
+    scheduler: str = 'step'  # step (StepLR), exponential, cosine, constant (per epoch); onecycle (per step)
     step_size: int = 10
     gamma: float = 0.1
     clip_grad: Optional[float] = None  # max gradient norm
@@ -86,7 +86,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = typing.get_type_hints(TrainConfig)
 _CHOICES = {
     'optimizer': ('sgd', 'adam', 'adamw'),
-    'scheduler': ('step', 'exponential', 'cosine', 'constant'),
+    'scheduler': ('step', 'exponential', 'cosine', 'constant', 'onecycle'),
     'precision': ('auto', 'fp32', 'bf16', 'fp16'),
     'select_metric': ('accuracy', 'mean_class_accuracy', 'macro_f1'),
 }
