@@ -59,7 +59,8 @@ def test_train_learns_and_writes_outputs_and_best_folder(tmp_path, subprocess_en
     out = tmp_path / 'run'
     result = _train(subprocess_env, out, '--dataset-options',
                     '{num_samples: 256, num_validation_samples: 96, image_size: 32, num_classes: 8, seed: 0}',
-                    '--epochs', '3', '--batch-size', '32', '--lr', '0.002', '--precision', 'fp32')
+                    '--epochs', '3', '--batch-size', '32', '--lr', '0.002', '--precision', 'fp32',
+                    '--report-to', 'tensorboard')
     assert 'timm.create_model("local-dir:' in result.stdout
     records = [json.loads(line) for line in (out / 'metrics.jsonl').read_text().splitlines()]
     assert [r['epoch'] for r in records] == [1, 2, 3]
@@ -74,6 +75,7 @@ def test_train_learns_and_writes_outputs_and_best_folder(tmp_path, subprocess_en
     assert sum(map(sum, cm['confusion_matrix'])) == 96 and cm['label_names'][7] == 'contempt'
     assert (out / 'confusion_matrix.png').stat().st_size > 1000
     assert len(list((out / 'checkpoints').glob('step_*'))) == 2  # keep_checkpoints
+    assert list(out.rglob('events.out.tfevents.*'))  # the tracker wrote its log
 
     # best/ is a timm Hub folder: label names, weights, a card with the measured metrics; loads with local-dir:
     config = json.loads((out / 'best' / 'config.json').read_text())
@@ -125,13 +127,15 @@ def test_unknown_key_in_config_file(tmp_path, subprocess_env):
 
 def _final_weights(run):
     latest = max((run / 'checkpoints').glob('step_*'))
-    return latest.name, load_file(str(latest / 'model.safetensors'))
+    weights = load_file(str(latest / 'model.safetensors'))
+    weights.update({f'ema.{k}': v for k, v in load_file(str(latest / 'ema.safetensors')).items()})
+    return latest.name, weights
 
 
 @pytest.mark.slow
 def test_kill_and_resume_is_identical_to_an_uninterrupted_run(tmp_path, subprocess_env):
     common = ['--seed', '3', '--deterministic', '--checkpoint-steps', '3', '--keep-checkpoints', '10',
-              '--lr', '0.01', '--num-workers', '1']
+              '--lr', '0.01', '--num-workers', '1', '--ema', '--ema-decay', '0.9']
     _train(subprocess_env, tmp_path / 'full', *common)  # 4 steps per epoch, 2 epochs
 
     run = tmp_path / 'killed'

@@ -11,6 +11,7 @@ confusion matrix, checkpoints/ and best/ (a timm Hub folder) in --output-dir.
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -132,6 +133,10 @@ def main(argv=None) -> int:
     elif accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / 'metrics.jsonl').unlink(missing_ok=True)
+        if (output_dir / 'checkpoints').is_dir():  # an earlier run's: never resume into a mix of two runs
+            print(f'Starting afresh in {output_dir}: removing the checkpoints of an earlier run there '
+                  f'(pass --resume to continue it instead)')
+            shutil.rmtree(output_dir / 'checkpoints')
     if accelerator.is_main_process:
         (output_dir / 'config.json').write_text(json.dumps(config_to_dict(cfg), indent=1))
     if cfg.report_to:
