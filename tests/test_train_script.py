@@ -18,6 +18,15 @@ from timm_dan.training import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """Accelerate keeps one process-wide state; tests that build an Accelerator in-process must not share it."""
+    from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
 TINY = '{num_samples: 64, num_validation_samples: 33, image_size: 32, num_classes: 8, seed: 0}'
 TINY_ARGS = ['--dataset-options', TINY, '--image-size', '32', '--batch-size', '16', '--num-workers', '0',
              '--epochs', '2', '--log-every', '1']

@@ -27,6 +27,15 @@ from timm_dan.training.data import SeededAugmentation, SeededShuffleSampler
 CONFIGS = Path(__file__).resolve().parents[1] / 'train_scripts' / 'configs'
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """Accelerate keeps one process-wide state; tests that build an Accelerator in-process must not share it."""
+    from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
 @pytest.mark.parametrize('seed', [0, 1])
 def test_metrics_match_scikit_learn(seed):
     rng = np.random.default_rng(seed)

@@ -262,7 +262,10 @@ def finish(accelerator, cfg, output_dir, eval_loaders, splits, data_config, best
             f'Best epoch {best["epoch"]} (selected on {splits.split_names["validation"]}):', *lines,
             f'The model is in {best_dir}/ (config.json, model.safetensors, README.md). Load it with:',
             f'    import timm, timm_dan; model = timm.create_model("local-dir:{best_dir}", pretrained=True)',
-            f'or evaluate it: python train_scripts/evaluate.py --model local-dir:{best_dir} --dataset {cfg.dataset}',
+            f'or evaluate it: python train_scripts/evaluate.py --model local-dir:{best_dir} --dataset {cfg.dataset}'
+            + (f' --data-dir {cfg.data_dir}' if cfg.data_dir else '')
+            + (f" --dataset-options '{json.dumps(cfg.dataset_options)}'" if cfg.dataset_options else '')
+            + f' --split {cfg.test_split or cfg.val_split}',
         ]))
     return results
 
