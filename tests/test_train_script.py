@@ -204,3 +204,38 @@ def test_two_processes_on_cpu(tmp_path, subprocess_env):
     cm = torch.zeros(8, 8, dtype=torch.long).index_put_((labels, preds), torch.ones_like(labels), accumulate=True)
     assert results['validation']['accuracy'] == pytest.approx((preds == labels).double().mean().item())
     assert json.loads((out / 'confusion_matrix.json').read_text())['confusion_matrix'] == cm.tolist()
+
+
+def _tiny_rafdb(root: Path, per_class_train: int = 6, per_class_test: int = 2) -> Path:
+    """RAF-DB basic in its distributed layout: EmoLabel/list_patition_label.txt + Image/aligned/*_aligned.jpg."""
+    from PIL import Image
+    lines = []
+    (root / 'Image' / 'aligned').mkdir(parents=True)
+    (root / 'EmoLabel').mkdir()
+    for split, count in (('train', per_class_train), ('test', per_class_test)):
+        for i in range(7 * count):
+            name = f'{split}_{i + 1:05d}.jpg'
+            lines.append(f'{name} {i % 7 + 1}')
+            color = (30 * (i % 7), 255 - 30 * (i % 7), 128)
+            Image.new('RGB', (100, 100), color).save(root / 'Image' / 'aligned' / name.replace('.jpg', '_aligned.jpg'))
+    (root / 'EmoLabel' / 'list_patition_label.txt').write_text('\n'.join(lines) + '\n')
+    return root
+
+
+@pytest.mark.slow
+def test_rafdb_recipe_selects_on_a_hold_out_and_reports_test(tmp_path, subprocess_env):
+    data = _tiny_rafdb(tmp_path / 'RAF-DB' / 'basic')
+    out = tmp_path / 'rafdb'
+    cmd = [sys.executable, 'train_scripts/train.py', '--config', 'train_scripts/configs/rafdb.yaml',
+           '--data-dir', str(data), '--output-dir', str(out), '--backbone-pretrained', 'none', '--epochs', '1',
+           '--batch-size', '8', '--image-size', '32', '--num-workers', '0', '--val-fraction', '0.34']
+    result = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((out / 'results.json').read_text())
+    assert results['split_names']['validation'].startswith('train (34% stratified hold-out')
+    assert results['split_names']['test'] == 'test'
+    assert results['validation']['num_samples'] == 15 and results['test']['num_samples'] == 14
+    test_cm = json.loads((out / 'confusion_matrix_test.json').read_text())
+    assert len(test_cm['label_names']) == 7 and sum(map(sum, test_cm['confusion_matrix'])) == 14
+    card = (out / 'best' / 'README.md').read_text()
+    assert 'train (34% stratified hold-out' in card and '| test |' in card
