@@ -14,5 +14,12 @@ from .version import __version__
 
 __all__ = [
     '__version__', 'LABELS', 'HF_HUB_NAMESPACE', 'DAN', 'DANOutput', 'convert_official_checkpoint',
-    'AffinityLoss', 'PartitionLoss', 'DANLoss', 'DANLossParts',
+    'AffinityLoss', 'PartitionLoss', 'DANLoss', 'DANLossParts', 'FERPredictor',
 ]
+
+
+def __getattr__(name: str):
+    if name == 'FERPredictor':  # lazily: the predictor needs OpenCV
+        from .inference import FERPredictor
+        return FERPredictor
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

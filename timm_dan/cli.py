@@ -9,6 +9,7 @@ from .version import __version__
 # modules that define `add_parser(subparsers)`; the parser's `func(args) -> int` runs the command
 SUBCOMMAND_MODULES: tuple = (
     'timm_dan.data.cli',
+    'timm_dan.inference.cli',
 )
 
 

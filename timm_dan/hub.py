@@ -31,8 +31,8 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntr
 from .models.dan import (
     LABELS,
     OFFICIAL_LABEL_MAPS,
-    _load_weights_only,
     convert_official_checkpoint,
+    load_weights_file,
 )
 
 __all__ = [
@@ -535,7 +535,7 @@ def convert_official_file(
     known = entry['source'].get('sha256')
     if known and known != sha:
         raise ValueError(f'{path} has SHA-256 {sha}, but the manifest records {known} for {entry["source"]["file"]}')
-    checkpoint = _load_weights_only(str(path))
+    checkpoint = load_weights_file(str(path))
     if not isinstance(checkpoint, dict):
         raise ValueError(f'{path} holds a {type(checkpoint).__name__}, not a checkpoint dict')
     state_dict = convert_official_checkpoint(checkpoint, dataset)

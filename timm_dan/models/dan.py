@@ -37,7 +37,8 @@ from timm.models import (
     resolve_pretrained_cfg,
 )
 
-__all__ = ['DAN', 'DANOutput', 'CrossAttentionHeads', 'LABELS', 'HF_HUB_NAMESPACE', 'convert_official_checkpoint']
+__all__ = ['DAN', 'DANOutput', 'CrossAttentionHeads', 'LABELS', 'HF_HUB_NAMESPACE', 'convert_official_checkpoint',
+           'load_weights_file']
 
 LABELS = ('neutral', 'happy', 'sad', 'surprise', 'fear', 'disgust', 'anger', 'contempt')
 """Canonical class order (AffectNet's). 7-class models use the first seven."""
@@ -182,7 +183,7 @@ class DAN(nn.Module):
     def __init__(
             self,
             backbone: str = 'resnet18',
-            num_classes: int = 7,
+            num_classes: int = len(LABELS),
             in_chans: int = 3,
             global_pool: str = 'avg',
             num_heads: int = 4,
@@ -372,7 +373,7 @@ def load_backbone_weights(backbone: nn.Module, path: str) -> None:
         from safetensors.torch import load_file
         state_dict = load_file(path)
     else:
-        state_dict = _load_weights_only(path)
+        state_dict = load_weights_file(path)
     for key in ('state_dict', 'model_state_dict', 'model'):
         if isinstance(state_dict.get(key), dict):
             state_dict = state_dict[key]
@@ -391,7 +392,8 @@ def load_backbone_weights(backbone: nn.Module, path: str) -> None:
     backbone.load_state_dict(state_dict)
 
 
-def _load_weights_only(path: str) -> dict[str, Any]:
+def load_weights_file(path: str) -> dict[str, Any]:
+    """Read a `.pth`/`.pt` checkpoint with `torch.load(weights_only=True)`; refuse (with the reason) what needs more."""
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # torch raises UnpicklingError subclasses and RuntimeError for unsafe pickles
