@@ -1,11 +1,12 @@
 """Train DAN with Accelerate: the paper's recipes, on one CPU or many GPUs, resumable and measured.
 
-    accelerate launch train_scripts/train.py                      # the synthetic demo (a few minutes on a CPU)
+    accelerate launch train_scripts/train.py          # the synthetic demo (train_scripts/configs/synthetic.yaml)
     accelerate launch train_scripts/train.py --config train_scripts/configs/rafdb.yaml \\
         --data-dir /data/RAF-DB/basic --output-dir runs/rafdb [--epochs 2 --batch-size 64 --seed 1 ...]
     accelerate launch train_scripts/train.py --output-dir runs/rafdb --config ... --resume
 
-Every config key is also a command-line option (`--help` lists them). Writes metrics.jsonl, the best epoch's
+Without --config, train_scripts/configs/synthetic.yaml is used. Every config key is also a command-line option;
+those given override the config file. Writes metrics.jsonl, the best epoch's
 confusion matrix, checkpoints/ and best/ (a timm Hub folder) in --output-dir.
 """
 import json

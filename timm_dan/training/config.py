@@ -169,7 +169,7 @@ def build_parser(description: str = '') -> argparse.ArgumentParser:
     """An argparse parser with one option per config key (defaults suppressed: only given keys override)."""
     parser = argparse.ArgumentParser(
         description=description, allow_abbrev=False, argument_default=argparse.SUPPRESS,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument('--config', help='YAML file of config keys (see train_scripts/configs/)')
     defaults = TrainConfig()
@@ -177,7 +177,7 @@ def build_parser(description: str = '') -> argparse.ArgumentParser:
         flag = '--' + name.replace('_', '-')
         kind, optional = _unwrap_optional(hint)
         kind = typing.get_origin(kind) or kind
-        help_text = f'default: {getattr(defaults, name)!r}'
+        help_text = f'TrainConfig default: {getattr(defaults, name)!r}'
         if name == 'resume':
             parser.add_argument(flag, nargs='?', const='latest', metavar='PATH',
                                 help='continue from the latest checkpoint in output-dir/checkpoints, or from PATH')
