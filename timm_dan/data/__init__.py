@@ -1,0 +1,17 @@
+"""FER data sets as Hugging Face `datasets`, in one canonical label order, with the DAN recipes' transforms.
+
+    from timm_dan.data import load_fer_dataset, create_transform, prepare_dataset, fer_collate
+    ds = load_fer_dataset('synthetic')                        # or 'rafdb', data_dir=...
+    train = prepare_dataset(ds['train'], create_transform(data_config, 'rafdb', is_training=True))
+    loader = DataLoader(train, batch_size=64, shuffle=True, collate_fn=fer_collate)   # (pixel_values, labels)
+"""
+from .api import SYNTHETIC_DEFAULTS, load_fer_dataset
+from .labels import LABELS, canonical_names
+from .loader import ClassBalancedSampler, decode_image_uint8, fer_collate, prepare_dataset
+from .registry import FER_DATASETS, FERDatasetInfo
+from .transforms import RECIPES, create_transform
+
+__all__ = [
+    'load_fer_dataset', 'FER_DATASETS', 'FERDatasetInfo', 'SYNTHETIC_DEFAULTS', 'LABELS', 'canonical_names',
+    'create_transform', 'RECIPES', 'prepare_dataset', 'decode_image_uint8', 'fer_collate', 'ClassBalancedSampler',
+]

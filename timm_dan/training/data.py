@@ -1,0 +1,144 @@
+"""The run's data: splits (with the hold-out for model selection), seeded augmentation and loaders."""
+import random
+import zlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from datasets import Dataset
+from torch.utils.data import DataLoader, Sampler
+
+from ..data import FER_DATASETS, ClassBalancedSampler, create_transform, fer_collate, load_fer_dataset, prepare_dataset
+from .config import ConfigError, TrainConfig
+
+__all__ = ['RunSplits', 'load_splits', 'SeededAugmentation', 'SeededShuffleSampler', 'create_loader']
+
+
+class RunSplits(dict):
+    """{'train', 'validation', optionally 'test'} -> Dataset, plus `label_names` and `split_names` (what each
+    role was taken from, e.g. 'train (10% stratified hold-out)')."""
+    label_names: list[str]
+    split_names: dict[str, str]
+
+
+def load_splits(cfg: TrainConfig) -> RunSplits:
+    """Load `cfg.dataset` and pick the training, model-selection and test splits; check classes and paths first."""
+    if cfg.dataset not in FER_DATASETS:
+        raise ConfigError(f'unknown dataset {cfg.dataset!r}; choose one of {", ".join(sorted(FER_DATASETS))}')
+    if cfg.dataset != 'synthetic':
+        if not cfg.data_dir:
+            raise ConfigError(f'dataset {cfg.dataset!r} needs --data-dir (the folder unpacked as distributed)')
+        if not Path(cfg.data_dir).is_dir():
+            raise FileNotFoundError(f'--data-dir {cfg.data_dir} does not exist or is not a folder')
+    data = load_fer_dataset(cfg.dataset, cfg.data_dir, **cfg.dataset_options)
+    label_names = list(data[next(iter(data))].features['label'].names)
+    if len(label_names) != cfg.num_classes:
+        raise ConfigError(
+            f'num_classes is {cfg.num_classes} but {cfg.dataset} (options {cfg.dataset_options}) has '
+            f'{len(label_names)} classes {label_names}; set --num-classes {len(label_names)} or change the data set'
+        )
+    wanted = [cfg.train_split] + ([cfg.test_split] if cfg.test_split else [])
+    if not cfg.val_fraction:
+        wanted.append(cfg.val_split)
+    missing = [s for s in wanted if s is not None and s not in data]
+    if missing or (not cfg.val_fraction and not cfg.val_split):
+        raise ConfigError(f'{cfg.dataset} has splits {list(data)}; the config asks for {missing or "no validation"}')
+
+    splits = RunSplits()
+    splits.label_names = label_names
+    if cfg.val_fraction:
+        if not 0 < cfg.val_fraction < 1:
+            raise ConfigError(f'val_fraction must be in (0, 1), got {cfg.val_fraction}')
+        held = data[cfg.train_split].train_test_split(
+            test_size=cfg.val_fraction, stratify_by_column='label', seed=cfg.seed)
+        splits['train'], splits['validation'] = held['train'], held['test']
+        val_name = f'{cfg.train_split} ({cfg.val_fraction:.0%} stratified hold-out, seed {cfg.seed})'
+    else:
+        splits['train'], splits['validation'] = data[cfg.train_split], data[cfg.val_split]
+        val_name = cfg.val_split
+    splits.split_names = {'train': cfg.train_split, 'validation': val_name}
+    if cfg.test_split:
+        splits['test'] = data[cfg.test_split]
+        splits.split_names['test'] = cfg.test_split
+    return splits
+
+
+class SeededAugmentation(torch.utils.data.Dataset):
+    """Runs the wrapped dataset's random transforms under RNGs seeded by (seed, epoch, the batch's indices).
+
+    The augmentation of a sample then depends neither on the number of workers nor on where a run was resumed,
+    and it does not touch the process's own RNG streams. The epoch lives in shared memory, so persistent
+    workers see `set_epoch`.
+    """
+
+    def __init__(self, dataset: Any, seed: int):
+        self.dataset = dataset
+        self.seed = seed
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        key = np.asarray([self.seed, int(self._epoch), *indices], dtype=np.int64).tobytes()
+        seed = zlib.crc32(key) | (zlib.adler32(key) << 32)
+        py_state = random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            try:
+                return self.dataset.__getitems__(list(indices))
+            finally:
+                random.setstate(py_state)
+
+
+class SeededShuffleSampler(Sampler[int]):
+    """A permutation drawn from (seed, epoch): identical on every process, so Accelerate shards it cleanly."""
+
+    def __init__(self, num_samples: int, seed: int):
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+
+def create_loader(
+        cfg: TrainConfig,
+        dataset: Dataset,
+        data_config: dict[str, Any],
+        batch_size: int,
+        is_training: bool,
+        recipe: Optional[str] = None,
+) -> DataLoader:
+    """A DataLoader of `(pixel_values, labels)`; training: seeded shuffling (or class-balanced) and augmentation."""
+    transform = create_transform(data_config, recipe or cfg.recipe, is_training=is_training)
+    prepared = prepare_dataset(dataset, transform)
+    workers = dict(num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+                   pin_memory=torch.cuda.is_available())
+    if not is_training:
+        return DataLoader(prepared, batch_size=batch_size, shuffle=False, collate_fn=fer_collate, **workers)
+    if cfg.balanced_sampler:
+        sampler = ClassBalancedSampler(dataset['label'], seed=cfg.seed)
+    else:
+        sampler = SeededShuffleSampler(len(dataset), seed=cfg.seed)
+    return DataLoader(
+        SeededAugmentation(prepared, cfg.seed), batch_size=batch_size, sampler=sampler, drop_last=True,
+        collate_fn=fer_collate, **workers,
+    )

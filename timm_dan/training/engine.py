@@ -1,0 +1,243 @@
+"""The training step and the evaluation loop, shared by `train_scripts/` and `benchmarks/`.
+
+The fast paths are chosen in one place, `resolve_precision` / `resolve_channels_last`: bf16 autocast where the
+device supports it and channels_last memory format, unless the config turns them off (`--precision fp32`,
+`--channels-last false`). The step does no host synchronisation: losses stay on the device and are read by
+`TrainStep.read_losses()` at log intervals; a non-finite loss is recorded on the device and raised by
+`TrainStep.check_finite()` (called before every checkpoint and every evaluation), so a corrupt state is never
+saved. `skip_nonfinite=True` instead checks the synchronised gradients every step (one host sync) and skips
+the optimizer step on every process at once.
+"""
+import os
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+from accelerate import Accelerator
+
+from ..losses import DANLoss, DANLossParts
+
+__all__ = [
+    'resolve_precision', 'resolve_channels_last', 'DANTrainModule', 'TrainStep', 'NonFiniteLossError',
+    'predict_loader',
+]
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast is fast here: a CUDA GPU with bf16, or a CPU with native bf16 (AVX-512 BF16 / AMX)."""
+    if device.type == 'cuda':
+        return torch.cuda.is_bf16_supported()
+    if device.type == 'cpu':
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def resolve_precision(precision: str = 'auto', device: Optional[torch.device] = None) -> str:
+    """Accelerate's `mixed_precision` for a config value: 'no', 'bf16' or 'fp16'.
+
+    'auto' keeps a mixed precision the launcher asked for (`accelerate launch --mixed_precision bf16` or
+    `accelerate config`), else picks bf16 where the device computes it natively and fp32 elsewhere.
+    """
+    if precision == 'fp32':
+        return 'no'
+    if precision in ('bf16', 'fp16'):
+        return precision
+    if precision != 'auto':
+        raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    launched = os.environ.get('ACCELERATE_MIXED_PRECISION', 'no')
+    if launched in ('bf16', 'fp16'):
+        return launched
+    if device is None:
+        use_cpu = os.environ.get('ACCELERATE_USE_CPU', '').lower() in ('1', 'true', 'yes')
+        device = torch.device('cuda' if torch.cuda.is_available() and not use_cpu else 'cpu')
+    return 'bf16' if bf16_supported(device) else 'no'
+
+
+def resolve_channels_last(channels_last: Optional[bool] = None) -> bool:
+    """channels_last is on by default: faster with oneDNN on CPUs and with cuDNN on tensor-core GPUs."""
+    return True if channels_last is None else channels_last
+
+
+class DANTrainModule(nn.Module):
+    """The model and its loss as one module: `forward(images, labels) -> DANLossParts`.
+
+    Preparing this one module with `accelerator.prepare` wraps model and loss in a single DDP (or FSDP) unit,
+    so the affinity centres are trained and synchronised across processes like any weight, and saved with
+    every checkpoint.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: DANLoss):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> DANLossParts:
+        return self.loss_fn(self.model.forward_train(images), labels, return_parts=True)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the weights in memory are no longer trustworthy."""
+
+
+class TrainStep:
+    """One micro-batch of training: forward + DANLoss under autocast, backward, and (at accumulation
+    boundaries) gradient clipping, optimizer step, zero_grad and the EMA update.
+
+    Usage, after `module, optimizer = accelerator.prepare(DANTrainModule(model, loss), optimizer)`:
+        step = TrainStep(accelerator, module, optimizer)
+        for images, labels in loader:
+            step(images, labels)
+        step.check_finite(); losses = step.read_losses()
+    """
+
+    def __init__(
+            self,
+            accelerator: Accelerator,
+            module: nn.Module,
+            optimizer: torch.optim.Optimizer,
+            clip_grad: Optional[float] = None,
+            ema: Optional[nn.Module] = None,
+            channels_last: bool = True,
+            skip_nonfinite: bool = False,
+            step_seed: Optional[int] = None,
+    ):
+        """
+        Args:
+            accelerator: The run's Accelerator (precision, accumulation, distribution).
+            module: The prepared `DANTrainModule`.
+            optimizer: The prepared optimizer.
+            clip_grad: Max gradient norm (None: no clipping).
+            ema: A timm `ModelEmaV3` of the unwrapped model, updated after every optimizer step.
+            channels_last: Feed the images in channels_last memory format (the model must be converted too).
+            skip_nonfinite: Skip an optimizer step whose synchronised gradients are not finite (one host sync
+                per step) instead of stopping the run at the next check.
+            step_seed: Reseed torch's RNG from (step_seed, micro-step) before each forward, so that dropout and
+                stochastic depth do not depend on where a run was resumed (deterministic runs).
+        """
+        self.accelerator = accelerator
+        self.module = module
+        self.optimizer = optimizer
+        self.clip_grad = clip_grad
+        self.ema = ema
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.skip_nonfinite = skip_nonfinite
+        self.step_seed = step_seed
+        self.micro_step = 0  # micro-batches seen, over the whole run
+        self.optimizer_steps = 0
+        self.skipped_steps = 0
+        device = accelerator.device
+        self._sums = torch.zeros(4, device=device, dtype=torch.float64)  # total, ce, affinity, partition
+        self._count = torch.zeros((), device=device, dtype=torch.float64)
+        self._first_nonfinite = torch.full((), -1, device=device, dtype=torch.int64)
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> DANLossParts:
+        images = images.contiguous(memory_format=self.memory_format)
+        if self.step_seed is not None:
+            torch.manual_seed(self.step_seed * 1_000_003 + self.micro_step)
+        with self.accelerator.accumulate(self.module):
+            parts = self.module(images, labels)
+            self.accelerator.backward(parts.total)
+            if self.accelerator.sync_gradients:
+                self._optimizer_step()
+        parts = DANLossParts(*(p.detach() for p in parts))
+        finite = torch.isfinite(parts.total)
+        self._first_nonfinite = torch.where(
+            (self._first_nonfinite < 0) & ~finite, self.micro_step, self._first_nonfinite)
+        self._sums += torch.stack([p.double() for p in parts]) * finite
+        self._count += finite.double()
+        self.micro_step += 1
+        return parts
+
+    def _optimizer_step(self) -> None:
+        if self.clip_grad is not None:
+            self.accelerator.clip_grad_norm_(self.module.parameters(), self.clip_grad)
+        if self.skip_nonfinite:
+            grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+            if not torch.isfinite(torch.nn.utils.get_total_norm(grads)).item():
+                self.skipped_steps += 1
+                self.accelerator.print(f'Skipping optimizer step {self.optimizer_steps}: non-finite gradients '
+                                       f'(micro-batch {self.micro_step})')
+                self.optimizer.zero_grad(set_to_none=True)
+                self._first_nonfinite.fill_(-1)
+                return
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer_steps += 1
+        if self.ema is not None:
+            self.ema.update(self.accelerator.unwrap_model(self.module).model, step=self.optimizer_steps)
+
+    def check_finite(self) -> None:
+        """Raise `NonFiniteLossError` (on every process) if any process saw a non-finite loss (one host sync)."""
+        if self.skip_nonfinite:
+            return
+        first = self.accelerator.reduce(self._first_nonfinite.clone(), reduction='max') if (
+            self.accelerator.num_processes > 1) else self._first_nonfinite
+        first = int(first.item())
+        if first >= 0:
+            raise NonFiniteLossError(
+                f'The training loss became non-finite (NaN or inf) at micro-batch {first} of the run; stopping '
+                f'without saving this state. Lower the learning rate, set clip_grad, use --precision fp32, or '
+                f'pass --skip-nonfinite to skip such steps. The last good checkpoint is kept.'
+            )
+
+    def peek_loss(self) -> float:
+        """This process's mean total loss since the last reset (one host sync; for progress bars)."""
+        return (self._sums[0] / self._count.clamp(min=1)).item()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Counters and the loss sums over all processes (one sync), for a checkpoint's JSON."""
+        sums = torch.cat([self._sums, self._count[None]])
+        if self.accelerator.num_processes > 1:
+            sums = self.accelerator.reduce(sums.clone(), reduction='sum')
+        return {'micro_step': self.micro_step, 'optimizer_steps': self.optimizer_steps,
+                'skipped_steps': self.skipped_steps, 'loss_sums': sums.tolist()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.micro_step = state['micro_step']
+        self.optimizer_steps = state['optimizer_steps']
+        self.skipped_steps = state['skipped_steps']
+        sums = torch.tensor(state['loss_sums'], dtype=torch.float64, device=self._sums.device)
+        if not self.accelerator.is_main_process:  # the saved sums are totals over processes: count them once
+            sums.zero_()
+        self._sums.copy_(sums[:4])
+        self._count.copy_(sums[4])
+
+    def read_losses(self, reset: bool = True) -> dict[str, float]:
+        """Mean of the losses since the last reset, over all processes (one host sync)."""
+        sums = torch.cat([self._sums, self._count[None]])
+        if self.accelerator.num_processes > 1:
+            sums = self.accelerator.reduce(sums.clone(), reduction='sum')
+        sums = sums.tolist()
+        count = max(sums[4], 1.0)
+        if reset:
+            self._sums.zero_()
+            self._count.zero_()
+        names = ('loss', 'ce', 'affinity', 'partition')
+        return {name: value / count for name, value in zip(names, sums[:4], strict=True)}
+
+
+@torch.no_grad()
+def predict_loader(
+        accelerator: Accelerator,
+        model: nn.Module,
+        loader,
+        channels_last: bool = True,
+        tta: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Predictions and labels over a prepared loader, gathered from all processes (every sample exactly once).
+
+    `tta` averages the softmax of the image and its horizontal flip.
+    """
+    model.eval()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    preds, refs = [], []
+    for images, labels in loader:
+        images = images.contiguous(memory_format=memory_format)
+        with accelerator.autocast():
+            probs = model(images).float().softmax(-1)
+            if tta:
+                probs = (probs + model(images.flip(-1)).float().softmax(-1)) / 2
+        pred, ref = accelerator.gather_for_metrics((probs.argmax(-1), labels))
+        preds.append(pred.cpu())
+        refs.append(ref.cpu())
+    return {'predictions': torch.cat(preds), 'references': torch.cat(refs)}

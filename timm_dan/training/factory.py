@@ -1,0 +1,71 @@
+"""Model, loss, optimizer and scheduler for a `TrainConfig`, as in the paper's code."""
+
+import timm
+import torch
+import torch.nn as nn
+
+from ..losses import DANLoss
+from .config import ConfigError, TrainConfig
+
+__all__ = ['create_model', 'create_loss', 'create_optimizer', 'create_scheduler']
+
+
+def create_model(cfg: TrainConfig) -> nn.Module:
+    """The DAN of `cfg.model` with `cfg.num_classes` outputs (fine-tuning weights when `cfg.pretrained`)."""
+    import timm_dan  # noqa: F401  registers dan_* in timm
+
+    kwargs = dict(num_classes=cfg.num_classes, drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate)
+    is_dan = cfg.model.split(':')[-1].split('.')[0].split('/')[-1].startswith('dan_')
+    if is_dan and not cfg.model.startswith(('local-dir:', 'hf-hub:')):
+        kwargs['num_heads'] = cfg.num_heads
+        if cfg.backbone_pretrained and not cfg.pretrained:
+            kwargs['backbone_pretrained'] = True if cfg.backbone_pretrained == 'timm' else cfg.backbone_pretrained
+    elif cfg.backbone_pretrained:
+        raise ConfigError(f'backbone_pretrained applies to a dan_* architecture name, not to {cfg.model!r}')
+    model = timm.create_model(cfg.model, pretrained=cfg.pretrained, **kwargs)
+    if not hasattr(model, 'forward_train'):
+        raise ConfigError(f'{cfg.model!r} is not a DAN model (no forward_train); use a dan_* architecture')
+    return model
+
+
+def create_loss(cfg: TrainConfig, model: nn.Module) -> DANLoss:
+    """DANLoss (CE + affinity + partition) with the affinity centres sized to the model's features."""
+    return DANLoss(
+        cfg.num_classes, feat_dim=model.num_features, lambda_affinity=cfg.lambda_affinity,
+        lambda_partition=cfg.lambda_partition, label_smoothing=cfg.label_smoothing,
+    )
+
+
+def create_optimizer(cfg: TrainConfig, model: nn.Module, loss_fn: nn.Module) -> torch.optim.Optimizer:
+    """SGD/Adam/AdamW over the model and the affinity centres; the weight decay applies to both (paper's code)."""
+    groups = [{'params': list(model.parameters())}, {'params': list(loss_fn.parameters())}]
+    if cfg.optimizer == 'sgd':
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    kind = torch.optim.Adam if cfg.optimizer == 'adam' else torch.optim.AdamW
+    return kind(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def create_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """An epoch-wise schedule: StepLR(step_size, gamma), ExponentialLR(gamma), cosine to 0, or constant."""
+    sched = torch.optim.lr_scheduler
+    if cfg.scheduler == 'step':
+        return sched.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.scheduler == 'exponential':
+        return sched.ExponentialLR(optimizer, gamma=cfg.gamma)
+    if cfg.scheduler == 'cosine':
+        return sched.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1))
+    return sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def split_batch_size(cfg: TrainConfig, num_processes: int) -> tuple[int, int]:
+    """(per-process micro-batch, processes x accumulation) for the global `cfg.batch_size`."""
+    parts = num_processes * cfg.grad_accum_steps
+    if cfg.batch_size % parts:
+        raise ConfigError(
+            f'batch_size {cfg.batch_size} must be divisible by processes x grad_accum_steps '
+            f'= {num_processes} x {cfg.grad_accum_steps}'
+        )
+    micro = cfg.batch_size // parts
+    if micro < 2:
+        raise ConfigError(f'the per-process micro-batch is {micro}; DAN\'s BatchNorm layers need at least 2')
+    return micro, parts
