@@ -14,5 +14,14 @@ from .version import __version__
 
 __all__ = [
     '__version__', 'LABELS', 'HF_HUB_NAMESPACE', 'DAN', 'DANOutput', 'convert_official_checkpoint',
-    'AffinityLoss', 'PartitionLoss', 'DANLoss', 'DANLossParts',
+    'AffinityLoss', 'PartitionLoss', 'DANLoss', 'DANLossParts', 'FERPredictor',
 ]
+
+_LAZY = {'FERPredictor': 'timm_dan.inference'}  # heavy imports (OpenCV) only when used
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

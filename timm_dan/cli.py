@@ -7,7 +7,7 @@ from typing import List, Optional
 from .version import __version__
 
 # modules that define `add_parser(subparsers)`; the parser's `func(args) -> int` runs the command
-SUBCOMMAND_MODULES: tuple = ()
+SUBCOMMAND_MODULES: tuple = ('timm_dan.inference.cli',)
 
 
 def build_parser() -> argparse.ArgumentParser:

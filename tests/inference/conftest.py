@@ -1,0 +1,68 @@
+"""Fixtures for the inference tests: a small DAN saved by the test (64x64 input), real photos from scikit-image."""
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+
+import timm_dan  # noqa: F401  (registers the dan_* models)
+
+skimage_data = pytest.importorskip('skimage.data')
+
+INPUT_SIZE = 64
+
+
+@pytest.fixture(scope='session')
+def saved_model_dir(tmp_path_factory):
+    """A random-weight 7-class dan_resnet18 with a 64x64 data config, saved the way the Hub holds it."""
+    torch.manual_seed(0)
+    model = timm.create_model(
+        'dan_resnet18', num_classes=7, pretrained_cfg_overlay=dict(input_size=(3, INPUT_SIZE, INPUT_SIZE)))
+    # give the BatchNorms non-trivial statistics so that folding them is really exercised
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    path = tmp_path_factory.mktemp('dan_model')
+    timm.models.save_for_hf(model.eval(), path, safe_serialization=True)
+    return path
+
+
+@pytest.fixture(scope='session')
+def model_name(saved_model_dir) -> str:
+    return f'local-dir:{saved_model_dir}'
+
+
+@pytest.fixture(scope='session')
+def eval_model(model_name):
+    return timm.create_model(model_name, pretrained=True).eval()
+
+
+@pytest.fixture(scope='session')
+def haar_predictor(model_name):
+    from timm_dan.inference import FERPredictor
+    return FERPredictor(model_name, detector='haar')
+
+
+@pytest.fixture(scope='session')
+def astronaut() -> np.ndarray:
+    return skimage_data.astronaut()
+
+
+@pytest.fixture(scope='session')
+def lfw_faces() -> np.ndarray:
+    """The first 10 faces of scikit-image's LFW subset: 25 x 25 float grayscale in [0, 1]."""
+    return skimage_data.lfw_subset()[:10]
+
+
+@pytest.fixture
+def photo_files(tmp_path, astronaut):
+    """The astronaut (PNG) and coffee (JPEG) photos written to a folder, as a user would have them."""
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    Image.fromarray(astronaut).save(folder / 'astronaut.png')
+    Image.fromarray(skimage_data.coffee()).save(folder / 'coffee.jpg')
+    return folder

@@ -1,0 +1,109 @@
+"""Face detection on real photos (Haar, the offline YuNet fallback) and the crop geometry (alignment, margin)."""
+import logging
+
+import cv2
+import numpy as np
+import pytest
+
+from timm_dan.inference import detectors
+from timm_dan.inference.align import ALIGNED_TEMPLATE, alignment_matrix, box_matrix, crop_face
+from timm_dan.inference.cli import DETECTORS as CLI_DETECTORS
+from timm_dan.inference.detectors import HaarDetector, WholeImageDetector, create_detector
+
+skimage_data = pytest.importorskip('skimage.data')
+
+
+@pytest.fixture(scope='module')
+def haar():
+    return HaarDetector()
+
+
+def test_haar_finds_the_astronaut_face(haar, astronaut):
+    faces = haar(astronaut)
+    assert len(faces) == 1
+    x, y, w, h = faces[0].box
+    # Eileen Collins' face lies roughly between x 175-275 and y 60-165 in the 512 x 512 photo
+    assert 200 < x + w / 2 < 250 and 90 < y + h / 2 < 140
+    assert 70 < w < 150 and 70 < h < 150
+    assert faces[0].landmarks is None
+
+
+def test_haar_box_is_mapped_back_from_a_downscaled_copy(astronaut):
+    big = cv2.resize(astronaut, (1024, 1024), interpolation=cv2.INTER_LINEAR)
+    faces = HaarDetector(max_side=512)(big)  # detection runs on a 512 x 512 copy
+    assert len(faces) == 1
+    x, y, w, h = faces[0].box
+    assert 400 < x + w / 2 < 500 and 180 < y + h / 2 < 280
+
+
+@pytest.mark.parametrize('photo', ['coffee', 'chelsea'])
+def test_no_face_in_photos_without_people(haar, photo):
+    assert haar(getattr(skimage_data, photo)()) == []
+
+
+def test_whole_image_detector_gives_the_whole_frame():
+    faces = WholeImageDetector()(np.zeros((25, 30, 3), dtype=np.uint8))
+    np.testing.assert_array_equal(faces[0].box, [0, 0, 30, 25])
+
+
+def test_auto_falls_back_to_haar_offline_and_says_so_once(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr('huggingface_hub.constants.HF_HUB_CACHE', str(tmp_path / 'empty_cache'))
+    monkeypatch.setattr('huggingface_hub.constants.HF_HUB_OFFLINE', True)
+    monkeypatch.setattr(detectors, '_announced', set())
+    with caplog.at_level(logging.WARNING, logger='timm_dan.inference.detectors'):
+        first, second = create_detector('auto'), create_detector('auto')
+    assert isinstance(first, HaarDetector) and isinstance(second, HaarDetector)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and 'Haar cascade (YuNet unavailable' in messages[0]
+
+
+def test_yunet_offline_error_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr('huggingface_hub.constants.HF_HUB_CACHE', str(tmp_path / 'empty_cache'))
+    monkeypatch.setattr('huggingface_hub.constants.HF_HUB_OFFLINE', True)
+    with pytest.raises(RuntimeError, match=r"opencv/face_detection_yunet.*HF_HUB_OFFLINE.*detector=\"haar\""):
+        create_detector('yunet')
+
+
+def test_unknown_detector_and_cli_choices():
+    with pytest.raises(ValueError, match='detector must be one of'):
+        create_detector('mtcnn')
+    assert CLI_DETECTORS == detectors.DETECTORS
+
+
+def _similarity(angle_deg: float, scale: float, shift) -> np.ndarray:
+    a = np.deg2rad(angle_deg)
+    return np.array([[scale * np.cos(a), -scale * np.sin(a), shift[0]],
+                     [scale * np.sin(a), scale * np.cos(a), shift[1]]])
+
+
+def test_alignment_recovers_a_rotated_scaled_face():
+    size = (64, 64)
+    template = ALIGNED_TEMPLATE * 64
+    forward = _similarity(25, 2.5, (40, 10))  # where a face in the template pose lands in the photo
+    landmarks = template @ forward[:, :2].T + forward[:, 2]
+    matrix = alignment_matrix(landmarks, size)
+    mapped = landmarks @ matrix[:, :2].T + matrix[:, 2]
+    np.testing.assert_allclose(mapped, template, atol=1e-3)
+
+    # draw the 5 points into a photo, align it: the bright dots land on the template
+    photo = np.zeros((300, 300, 3), dtype=np.uint8)
+    for px, py in landmarks:
+        cv2.circle(photo, (round(px), round(py)), 6, (255, 255, 255), -1)
+    crop = crop_face(photo, np.array([0, 0, 300, 300]), size, landmarks=landmarks)
+    for tx, ty in template:
+        assert crop[round(ty), round(tx)].min() > 200
+    assert crop[2, 2].max() == 0  # away from the points stays dark
+
+
+def test_box_crop_is_square_with_margin_and_padded_at_edges():
+    photo = np.zeros((100, 200, 3), dtype=np.uint8)
+    photo[20:60, 50:90] = 255  # a 40 x 40 "face"
+    matrix = box_matrix(np.array([50, 20, 40, 40]), (48, 48), margin=0.2)
+    np.testing.assert_allclose(matrix @ [70, 40, 1], [24, 24])  # the centre goes to the centre
+    np.testing.assert_allclose(matrix[0, 0] * 48, 48)  # 40 * 1.2 = 48 source pixels -> 48 crop pixels
+    crop = crop_face(photo, np.array([50, 20, 40, 40]), (48, 48), margin=0.2)
+    assert crop[24, 24].min() == 255 and crop[1, 1].max() == 0  # 4-pixel dark border around the face
+    # a face at the corner: the outside is filled by replicating the border, not black
+    photo[:10, :10] = 77
+    edge = crop_face(photo, np.array([0, 0, 10, 10]), (20, 20), margin=1.0)
+    assert edge[0, 0, 0] == 77

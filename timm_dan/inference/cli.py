@@ -1,0 +1,208 @@
+"""`timm-dan predict` (photos, folders, videos) and `timm-dan export` (ONNX)."""
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional, TextIO
+
+DETECTORS = ('auto', 'yunet', 'haar', 'none')  # = detectors.DETECTORS; `timm-dan --help` does not import OpenCV
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    predict = subparsers.add_parser(
+        'predict', help='Detect faces and predict their expressions in images, folders or videos',
+        description='Detect faces and predict their expressions. Exit status 0 when every input was read '
+                    '(with or without faces), 1 when some could not be read (each is reported, the rest are '
+                    'processed), 2 when the model or detector could not be set up.',
+    )
+    predict.add_argument('paths', nargs='+', metavar='PATH', help='image files, folders, or (with --video) '
+                                                                   'video files or camera indices')
+    predict.add_argument('--model', default='dan_resnet18', help='registered name/tag (pretrained), hf-hub:, '
+                                                                  'local-dir:, or an exported .onnx file')
+    predict.add_argument('--detector', default='auto', choices=DETECTORS)
+    out = predict.add_mutually_exclusive_group()
+    out.add_argument('--json', metavar='OUT', help='write the results as JSON (a list, one object per input)')
+    out.add_argument('--csv', metavar='OUT', help='write the results as CSV (one row per face)')
+    predict.add_argument('--annotate', metavar='DIR', help='save images with boxes, landmarks and labels here')
+    predict.add_argument('--attention', metavar='DIR', help="save each face's attention maps (PNG grid) here")
+    predict.add_argument('--video', action='store_true', help='PATHs are videos or camera indices')
+    predict.add_argument('--every', type=int, default=1, help='with --video: predict every N-th frame')
+    predict.add_argument('--tta', action='store_true', help='average each face with its mirror image')
+    predict.add_argument('--batch-size', type=int, default=32)
+    predict.add_argument('--device', default=None)
+    predict.add_argument('--precision', default='fp32', choices=('fp32', 'bf16'))
+    predict.set_defaults(func=run_predict)
+
+    export = subparsers.add_parser(
+        'export', help='Export a model to ONNX, checked against PyTorch with onnxruntime',
+        description='Export a DAN model to ONNX (outputs: logits, and the heads\' attention maps unless '
+                    '--no-attention), then compare onnxruntime with PyTorch and print the max abs difference. '
+                    'Exit status 1 when the difference is over --tolerance.',
+    )
+    export.add_argument('model', metavar='MODEL', help='registered name/tag (pretrained), hf-hub: or local-dir:')
+    export.add_argument('--format', default='onnx', choices=('onnx',))
+    export.add_argument('--output', required=True, metavar='FILE')
+    export.add_argument('--dynamic-batch', action='store_true', help='variable batch size (default: fixed 1)')
+    export.add_argument('--opset', type=int, default=18)
+    export.add_argument('--no-attention', action='store_true', help='export the logits only')
+    export.add_argument('--tolerance', type=float, default=1e-3, help='largest accepted max abs difference')
+    export.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import timm
+
+    from .export import export_onnx
+    try:
+        model = timm.create_model(args.model, pretrained=True)
+    except Exception as e:
+        print(f'error: could not load model {args.model!r}: {e}', file=sys.stderr)
+        return 2
+    report = export_onnx(model, args.output, opset=args.opset, dynamic_batch=args.dynamic_batch,
+                         attention=not args.no_attention)
+    print(f'exported {args.model} -> {report.path} (input {"N" if report.dynamic_batch else 1}x'
+          f'{"x".join(map(str, report.input_size))}, opset {args.opset})')
+    print(f'onnxruntime vs PyTorch max abs diff: logits {report.max_abs_diff:.3g}' + (
+        '' if report.max_abs_diff_attention is None else f', attention {report.max_abs_diff_attention:.3g}'))
+    worst = max(report.max_abs_diff, report.max_abs_diff_attention or 0.)
+    if worst > args.tolerance:
+        print(f'error: difference {worst:.3g} is over the tolerance {args.tolerance:g}', file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from . import FERPredictor, save_annotated, save_attention_grid
+    from .io import expand_inputs
+    try:
+        backend = 'onnxruntime' if str(args.model).endswith('.onnx') else 'torch'
+        predictor = FERPredictor(args.model, detector=args.detector, device=args.device, batch_size=args.batch_size,
+                                 tta=args.tta, backend=backend, precision=args.precision)
+    except Exception as e:
+        print(f'error: could not set up the predictor: {e}', file=sys.stderr)
+        return 2
+    attention, keep = args.attention is not None, args.annotate is not None
+    names = _UniqueNames()
+    writer = _ResultWriter(args.json, args.csv, predictor.label_names, video=args.video)
+    failures = 0
+    print(f'{"file":<32} {"face":>4}  {"label":<9} {"score":>5}  top-3')
+    with writer:
+        if args.video:
+            results = _video_results(predictor, args.paths, args.every, attention, keep)
+            progress = None
+        else:
+            items = expand_inputs(args.paths)
+            progress = tqdm(total=len(items), unit='image', disable=None, file=sys.stderr)
+            results = _image_results(predictor, items, attention, keep, progress)
+        for result in results:
+            _print_rows(result)
+            writer.write(result)
+            if result.error:
+                failures += 1
+                print(f'error: {result.error}', file=sys.stderr)
+                continue
+            stem = names(result.file) + (f'_frame{result.frame:06d}' if args.video else '')
+            if keep:
+                save_annotated(result, Path(args.annotate) / f'{stem}.png')
+            for i, face in enumerate(result.faces if attention else ()):
+                save_attention_grid(face, Path(args.attention) / f'{stem}_face{i}.png')
+        if progress is not None:
+            progress.close()
+    if failures:
+        print(f'{failures} input(s) could not be read', file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _image_results(predictor, items, attention: bool, keep: bool, progress) -> Iterator[Any]:
+    """Predict files in chunks of `batch_size` images, so that many files never sit in memory at once."""
+    step = predictor.batch_size
+    for start in range(0, len(items), step):
+        chunk = items[start:start + step]
+        yield from predictor.predict([item.source for item in chunk], attention=attention, keep_images=keep)
+        progress.update(len(chunk))
+
+
+def _video_results(predictor, sources, every: int, attention: bool, keep: bool) -> Iterator[Any]:
+    from .io import ImageLoadError
+    from .results import FrameResult
+    for source in sources:
+        try:
+            yield from predictor.predict_video(source, every=every, attention=attention, keep_images=keep)
+        except ImageLoadError as e:
+            yield FrameResult(str(source), error=str(e))
+
+
+def _print_rows(result) -> None:
+    where = result.file + (f' @{result.time:.2f}s' if hasattr(result, 'time') and not result.error else '')
+    if result.error:
+        print(f'{where:<32} ERROR')
+        return
+    if not result.faces:
+        print(f'{where:<32} {"-":>4}  no face')
+    for i, face in enumerate(result.faces):
+        top = ', '.join(f'{name} {p:.2f}' for name, p in face.top(3))
+        print(f'{where:<32} {i:>4}  {face.label:<9} {face.score:5.2f}  {top}')
+
+
+class _UniqueNames:
+    """File stem of each input for output files; repeats get a counter (a/x.jpg, b/x.jpg -> x, x_1)."""
+
+    def __init__(self):
+        self.seen = {}
+
+    def __call__(self, file: str) -> str:
+        stem = Path(file).stem if not file.startswith('<') else file.strip('<>').replace(' ', '_')
+        count = self.seen.get(stem, 0)
+        self.seen[stem] = count + 1
+        return stem if not count else f'{stem}_{count}'
+
+
+class _ResultWriter:
+    """Streams results to JSON (a list, one object per input or frame) or CSV (one row per face)."""
+
+    def __init__(self, json_path: Optional[str], csv_path: Optional[str], label_names, video: bool):
+        self.json_path, self.csv_path = json_path, csv_path
+        self.label_names = list(label_names)
+        self.video = video
+        self.file: Optional[TextIO] = None
+        self.first = True
+
+    def __enter__(self) -> '_ResultWriter':
+        path = self.json_path or self.csv_path
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(path, 'w', newline='' if self.csv_path else None, encoding='utf-8')
+        if self.json_path:
+            self.file.write('[')
+        elif self.csv_path:
+            self.csv = csv.writer(self.file)
+            frame_cols = ['frame', 'time'] if self.video else []
+            self.csv.writerow(['file', *frame_cols, 'face', 'x', 'y', 'w', 'h', 'label', 'score',
+                               *self.label_names, 'error'])
+        return self
+
+    def write(self, result) -> None:
+        if self.file is None:
+            return
+        if self.json_path:
+            self.file.write(('\n' if self.first else ',\n') + json.dumps(result.to_dict()))
+            self.first = False
+            return
+        frame_cols = [result.frame, round(result.time, 4)] if self.video else []
+        if result.error or not result.faces:
+            self.csv.writerow([result.file, *frame_cols] + [''] * (7 + len(self.label_names)) + [result.error or ''])
+        for i, face in enumerate(result.faces):
+            probs = [round(face.probs[n], 6) for n in self.label_names]
+            box = [round(v, 2) for v in face.box]
+            self.csv.writerow([result.file, *frame_cols, i, *box, face.label, round(face.score, 6), *probs, ''])
+
+    def __exit__(self, *exc) -> None:
+        if self.file is None:
+            return
+        if self.json_path:
+            self.file.write('\n]\n')
+        self.file.close()

@@ -1,0 +1,97 @@
+"""ONNX export of DAN (logits, optionally the heads' attention maps), checked against PyTorch with onnxruntime."""
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import timm
+import torch
+import torch.nn as nn
+
+from .predictor import ONNX_METADATA_KEY, label_names_of
+
+__all__ = ['export_onnx', 'ExportReport', 'LogitsAndAttention']
+
+
+class LogitsAndAttention(nn.Module):
+    """Exports a DAN with two outputs: logits (B x K) and the heads' spatial maps (B x H x h x w)."""
+
+    def __init__(self, model: nn.Module, attention: bool = True):
+        super().__init__()
+        self.model, self.attention = model, attention
+
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        features = self.model.forward_features(x)
+        logits = self.model.forward_head(features)
+        if not self.attention:
+            return logits
+        return logits, self.model.heads.spatial_maps(features)
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    max_abs_diff: float  # logits, onnxruntime vs eager PyTorch on random inputs
+    max_abs_diff_attention: Optional[float]
+    input_size: tuple[int, int, int]
+    dynamic_batch: bool
+
+
+def export_onnx(
+        model: nn.Module,
+        output: Union[str, Path],
+        opset: int = 18,
+        dynamic_batch: bool = False,
+        attention: bool = True,
+        reparameterize: bool = True,
+        check_batch: int = 2,
+        seed: int = 0,
+) -> ExportReport:
+    """Export `model` (a DAN) to ONNX and compare onnxruntime's outputs with PyTorch's on random inputs.
+
+    The model is copied, put in eval mode and (by default) reparameterized first. The file's metadata holds the
+    label names and data config under `timm_dan`, so `FERPredictor(path, backend='onnxruntime')` can run it.
+    Without `dynamic_batch` the batch size is fixed to 1.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    model = copy.deepcopy(model).eval()
+    if reparameterize:
+        model = timm.utils.reparameterize_model(model, inplace=True)
+    data_config = timm.data.resolve_model_data_config(model)
+    input_size = tuple(data_config['input_size'])
+    wrapper = LogitsAndAttention(model, attention).eval()
+    batch = 2 if dynamic_batch else 1
+    example = torch.randn(batch, *input_size)
+    output_names = ['logits', 'attention'] if attention else ['logits']
+    dynamic_shapes = ({0: torch.export.Dim('batch', min=1, max=4096)},) if dynamic_batch else None
+    with torch.no_grad():
+        program = torch.onnx.export(
+            wrapper, (example,), input_names=['input'], output_names=output_names, opset_version=opset,
+            dynamic_shapes=dynamic_shapes, dynamo=True, verbose=False,
+        )
+    proto = program.model_proto
+    meta = {
+        'label_names': label_names_of(model),
+        'data_config': {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()},
+        'architecture': getattr(model, 'pretrained_cfg', {}).get('architecture'),
+        'attention': attention,
+    }
+    onnx.helper.set_model_props(proto, {ONNX_METADATA_KEY: json.dumps(meta)})
+    onnx.save(proto, str(output))
+    onnx.checker.check_model(str(output))
+
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(check_batch if dynamic_batch else 1, *input_size, generator=generator)
+    with torch.no_grad():
+        expected = wrapper(x)
+    expected = expected if attention else (expected,)
+    session = ort.InferenceSession(str(output), providers=['CPUExecutionProvider'])
+    got = session.run(output_names, {'input': x.numpy()})
+    diffs = [float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected, strict=True)]
+    return ExportReport(output, diffs[0], diffs[1] if attention else None, input_size, dynamic_batch)
