@@ -2,8 +2,9 @@
 
 baseline: torchvision `ImageFolder` + PIL + the authors' RAF-DB train augmentations (torchvision v1 transforms
     on PIL images, then float tensors), one sample at a time, default collate.
-ours: the tree as a `datasets` split -> `timm_dan.data.prepare_dataset` with the same recipe
-    (`create_transform(..., 'rafdb', is_training=True)`) -> `fer_collate`.
+ours: the tree as a `datasets` split -> `timm_dan.data.prepare_dataset` decoding to uint8 only ->
+    `timm_dan.data.BatchCollate` with the same recipe ('rafdb'), which resizes, augments and normalises whole
+    batches (`per_sample=True`: the per-sample `create_transform` + `fer_collate` path instead).
 Both read the same files through a DataLoader with the same batch size and number of workers.
 """
 from pathlib import Path
@@ -14,8 +15,9 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
+from torchvision.transforms import v2
 
-from timm_dan.data import LABELS, create_transform, fer_collate, prepare_dataset
+from timm_dan.data import LABELS, BatchCollate, create_transform, fer_collate, prepare_dataset
 from timm_dan.data.synthetic import draw_faces
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -48,7 +50,8 @@ def baseline_loader(root: Path, image_size: int, batch_size: int, num_workers: i
                       persistent_workers=num_workers > 0)
 
 
-def our_loader(root: Path, image_size: int, batch_size: int, num_workers: int) -> DataLoader:
+def our_loader(root: Path, image_size: int, batch_size: int, num_workers: int, per_sample: bool = False
+               ) -> DataLoader:
     """The same files as a `datasets` split through timm_dan.data's decode + transform + collate."""
     from datasets import ClassLabel, Dataset, Features, Image
 
@@ -59,9 +62,12 @@ def our_loader(root: Path, image_size: int, batch_size: int, num_workers: int) -
         {'image': [str(f) for f in files], 'label': [names.index(f.parent.name) for f in files]}, features=features)
     data_config = {'input_size': (3, image_size, image_size), 'interpolation': 'bilinear',
                    'mean': IMAGENET_MEAN, 'std': IMAGENET_STD}
-    dataset = prepare_dataset(dataset, create_transform(data_config, 'rafdb', is_training=True))
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers, drop_last=True,
-                      collate_fn=fer_collate, persistent_workers=num_workers > 0)
+    if per_sample:
+        transform, collate = create_transform(data_config, 'rafdb', is_training=True), fer_collate
+    else:
+        transform, collate = v2.Identity(), BatchCollate(data_config, 'rafdb', is_training=True)
+    return DataLoader(prepare_dataset(dataset, transform), batch_size=batch_size, shuffle=True,
+                      num_workers=num_workers, drop_last=True, collate_fn=collate, persistent_workers=num_workers > 0)
 
 
 def drain(loader: DataLoader) -> int:
