@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--quick] [--json OUT]                  # this machine's CPU
     python benchmarks/run.py --device cuda --batch-size 256 --compile --data-in-loop   # see gpu.sh
-    python benchmarks/run.py --levers                                 # what each speed lever contributes
+    python benchmarks/run.py --only levers [--compile]                # what each speed lever contributes
 
 Every ratio is images/s of ours over images/s of the other contender (higher is better), from medians of
 interleaved runs: each round runs every contender once, in alternating order, so machine drift cancels.
@@ -35,7 +35,7 @@ from accelerate import Accelerator  # noqa: E402
 import timm_dan  # noqa: E402
 from benchmarks.reference import ReferenceDAN  # noqa: E402
 from timm_dan import DANLossParts  # noqa: E402
-from timm_dan.inference import FERPredictor  # noqa: E402
+from timm_dan.inference import FERPredictor, export_onnx  # noqa: E402
 from timm_dan.training import DANTrainModule, TrainStep, resolve_channels_last, resolve_precision  # noqa: E402
 from timm_dan.training.config import TrainConfig  # noqa: E402
 from timm_dan.training.factory import create_loss, create_model, create_optimizer  # noqa: E402
@@ -330,8 +330,73 @@ def bench_rss(args, results: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# levers: what each setting contributes, ours switched on one at a time (plain torch.autocast, no Accelerate)
+# ---------------------------------------------------------------------------------------------------------------
 
-SECTIONS = ('train', 'heads', 'infer', 'data', 'accuracy', 'rss')
+def plain_train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, channels_last: bool,
+                     bf16: bool, compile_model: bool = False) -> Callable[[], object]:
+    """One training step of `model` (ours or the reference) with DANLoss and train.py's SGD settings."""
+    loss_fn = timm_dan.DANLoss(NUM_CLASSES)
+    optimizer = create_optimizer(default_train_config(), model, loss_fn)
+    model.train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    forward = torch.compile(model.forward_train) if compile_model else model.forward_train
+
+    def step():
+        with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):
+            loss = loss_fn(forward(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def bench_levers(args, results: dict) -> None:
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(args.batch_size, 3, 224, 224, generator=gen)
+    labels = torch.randint(0, NUM_CLASSES, (args.batch_size,), generator=gen)
+    train = {'reference fp32 NCHW': plain_train_step(ReferenceDAN(NUM_CLASSES), images, labels, False, False)}
+    for name, channels_last, bf16 in (('batched heads fp32 NCHW', False, False), ('+ channels_last', True, False),
+                                      ('batched heads bf16 NCHW', False, True), ('+ channels_last bf16', True, True)):
+        train[name] = plain_train_step(timm.create_model('dan_resnet18', num_classes=NUM_CLASSES), images, labels,
+                                       channels_last, bf16)
+    if args.compile:
+        train['+ torch.compile'] = plain_train_step(
+            timm.create_model('dan_resnet18', num_classes=NUM_CLASSES), images, labels, True, True, True)
+        start = time.perf_counter()
+        train['+ torch.compile']()
+        results['levers_train_compile_s'] = time.perf_counter() - start
+    seconds = interleaved_medians(train, args.rounds, lambda: None)
+    results['levers_train_images_per_s'] = {k: args.batch_size / v for k, v in seconds.items()}
+
+    reference, ours = reference_and_ours()
+    reference.eval()
+    runners = {}
+    for name, kwargs in (('fp32 NCHW', dict(reparameterize=False, channels_last=False)),
+                         ('+ reparameterize', dict(channels_last=False)), ('+ channels_last', {}),
+                         ('+ bf16', dict(precision='bf16'))):
+        runners[name] = FERPredictor(ours, detector='none', **kwargs).runner
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(ours, Path(tmp) / 'dan.onnx', dynamic_batch=True, attention=False)
+        runners['onnxruntime fp32'] = FERPredictor(str(Path(tmp) / 'dan.onnx'), detector='none',
+                                                   backend='onnxruntime').runner
+    if args.compile:
+        runners['bf16 + torch.compile'] = FERPredictor(ours, detector='none', precision='bf16').runner
+        runners['bf16 + torch.compile'].model = torch.compile(runners['bf16 + torch.compile'].model)
+    for batch_size in (args.batch_size, 1):
+        x = torch.randn(batch_size, 3, 224, 224, generator=gen)
+        x_np = x.numpy()
+        contenders = {'reference fp32 NCHW': torch.no_grad()(lambda x=x: reference(x))}
+        contenders.update({name: (lambda r=runner, x_np=x_np: r(x_np, False)) for name, runner in runners.items()})
+        seconds = interleaved_medians(contenders, args.rounds * (1 if batch_size > 1 else 4), lambda: None)
+        results[f'levers_infer_images_per_s_bs{batch_size}'] = {k: batch_size / v for k, v in seconds.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+SECTIONS = ('train', 'heads', 'infer', 'data', 'accuracy', 'rss', 'levers')
 TABLE = (
     # key, what, target
     ('train_over_reference', 'train step, train.py defaults / reference', '>= 2.5'),
@@ -363,7 +428,8 @@ def print_table(results: dict) -> None:
         shown = '-' if value is None else f'{value:8.2f}'
         print(f'{key:30s} {shown:>8s}  {target:8s}  {what}')
     for key in ('train_images_per_s', 'infer_images_per_s_bs32', 'infer_images_per_s_bs1', 'heads_images_per_s',
-                'data_images_per_s', 'accuracy_percent', 'peak_rss_mib'):
+                'data_images_per_s', 'accuracy_percent', 'peak_rss_mib', 'levers_train_images_per_s',
+                'levers_infer_images_per_s_bs32', 'levers_infer_images_per_s_bs1'):
         if key in results:
             print(f'  {key}: ' + ', '.join(f'{k} {v:.1f}' for k, v in results[key].items()))
 
@@ -396,13 +462,13 @@ def main(argv=None) -> int:
     if args.rss_child:
         rss_child(args.rss_child, args.batch_size)
         return 0
-    sections = ['check', *(args.only or SECTIONS)]
+    sections = ['check', *(args.only or SECTIONS[:-1])]  # levers only when asked for
     results = {'date': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'machine': machine(),
                'command': ' '.join([Path(sys.executable).name, *sys.argv]), 'torch': torch.__version__,
                'batch_size': args.batch_size, 'rounds': args.rounds}
     benches = {'check': lambda a, r: r.update(equality_max_relative_error=check_equal_outputs()),
                'train': bench_train, 'heads': bench_heads, 'infer': bench_infer, 'data': bench_data,
-               'accuracy': bench_accuracy, 'rss': bench_rss}
+               'accuracy': bench_accuracy, 'rss': bench_rss, 'levers': bench_levers}
     for name in sections:
         start = time.perf_counter()
         benches[name](args, results)
