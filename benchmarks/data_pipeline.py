@@ -50,8 +50,8 @@ def baseline_loader(root: Path, image_size: int, batch_size: int, num_workers: i
                       persistent_workers=num_workers > 0)
 
 
-def our_loader(root: Path, image_size: int, batch_size: int, num_workers: int, per_sample: bool = False
-               ) -> DataLoader:
+def our_loader(root: Path, image_size: int, batch_size: int, num_workers: int, per_sample: bool = False,
+               pin_memory: bool = False) -> DataLoader:
     """The same files as a `datasets` split through timm_dan.data's decode + transform + collate."""
     from datasets import ClassLabel, Dataset, Features, Image
 
@@ -67,7 +67,8 @@ def our_loader(root: Path, image_size: int, batch_size: int, num_workers: int, p
     else:
         transform, collate = v2.Identity(), BatchCollate(data_config, 'rafdb', is_training=True)
     return DataLoader(prepare_dataset(dataset, transform), batch_size=batch_size, shuffle=True,
-                      num_workers=num_workers, drop_last=True, collate_fn=collate, persistent_workers=num_workers > 0)
+                      num_workers=num_workers, drop_last=True, collate_fn=collate, persistent_workers=num_workers > 0,
+                      pin_memory=pin_memory)
 
 
 def drain(loader: DataLoader) -> int:

@@ -1,7 +1,7 @@
 """timm-dan against a straightforward DAN, side by side in one run (issue 7).
 
     python benchmarks/run.py [--quick] [--json OUT]                  # this machine's CPU
-    python benchmarks/run.py --device cuda --batch-size 256 --compile --data-in-loop   # see gpu.sh
+    bash benchmarks/gpu.sh                                            # a GPU machine: bf16, compile, batch 256
     python benchmarks/run.py --only levers [--compile]                # what each speed lever contributes
 
 Every ratio is images/s of ours over images/s of the other contender (higher is better), from medians of
@@ -81,7 +81,8 @@ def reference_and_ours(seed: int = 0) -> tuple[ReferenceDAN, nn.Module]:
 
 
 def max_relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).abs().max() / b.float().abs().max().clamp(min=1e-12))
+    a, b = a.detach().float(), b.detach().float()
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
 
 
 def check_equal_outputs(tolerance: float = 1e-4) -> dict[str, float]:
@@ -139,17 +140,20 @@ def train_accelerator(cfg: TrainConfig, device: str) -> Accelerator:
                        dynamo_backend='inductor' if cfg.compile else None)
 
 
-def our_train_step(accelerator: Accelerator, cfg: TrainConfig, module: nn.Module, images: torch.Tensor,
-                   labels: torch.Tensor) -> Callable[[], object]:
+def prepare_train_step(accelerator: Accelerator, cfg: TrainConfig, module: nn.Module) -> TrainStep:
     """A `TrainStep` set up as train.py sets it up; `module` is a DANTrainModule (or the backbone's)."""
     channels_last = resolve_channels_last(cfg.channels_last)
     if channels_last:
         module.to(memory_format=torch.channels_last)
-    model = module.model
     loss = module.loss_fn if isinstance(module, DANTrainModule) else nn.Module()
-    optimizer = create_optimizer(cfg, model, loss)
+    optimizer = create_optimizer(cfg, module.model, loss)
     module, optimizer = accelerator.prepare(module, optimizer)
-    step = TrainStep(accelerator, module, optimizer, clip_grad=cfg.clip_grad, channels_last=channels_last)
+    return TrainStep(accelerator, module, optimizer, clip_grad=cfg.clip_grad, channels_last=channels_last)
+
+
+def our_train_step(accelerator: Accelerator, cfg: TrainConfig, module: nn.Module, images: torch.Tensor,
+                   labels: torch.Tensor) -> Callable[[], object]:
+    step = prepare_train_step(accelerator, cfg, module)
     images, labels = images.to(accelerator.device), labels.to(accelerator.device)
     return lambda: step(images, labels)
 
@@ -276,6 +280,33 @@ def bench_data(args, results: dict) -> None:
     results['data_over_baseline'] = ips['ours'] / ips['baseline']
 
 
+def bench_loop(args, results: dict) -> None:
+    """Our default train step fed by our loader (JPEG tree, BatchCollate, workers) vs one in-memory batch."""
+    from benchmarks.data_pipeline import our_loader, write_jpeg_tree
+
+    cfg = default_train_config(compile=args.compile)
+    accelerator = train_accelerator(cfg, args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write_jpeg_tree(Path(tmp) / 'faces', args.batch_size * args.loop_batches)
+        loader = our_loader(root, 224, args.batch_size, args.data_workers, pin_memory=accelerator.device.type == 'cuda')
+        step = prepare_train_step(accelerator, cfg, our_dan_module(cfg))
+        device = accelerator.device
+        images, labels = next(iter(loader))
+        images, labels = images.to(device), labels.to(device)
+
+        def with_loader():
+            for batch_images, batch_labels in loader:
+                step(batch_images.to(device, non_blocking=True), batch_labels.to(device, non_blocking=True))
+
+        def in_memory():
+            for _ in range(len(loader)):
+                step(images, labels)
+        seconds = interleaved_medians({'data included': with_loader, 'data excluded': in_memory},
+                                      max(2, args.rounds // 2), device_sync(device))
+    images_per_epoch = len(loader) * args.batch_size
+    results['loop_images_per_s'] = {k: images_per_epoch / v for k, v in seconds.items()}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # bf16 accuracy: train.py on the synthetic faces, default precision vs fp32, same seed
 # ---------------------------------------------------------------------------------------------------------------
@@ -396,7 +427,7 @@ def bench_levers(args, results: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 
-SECTIONS = ('train', 'heads', 'infer', 'data', 'accuracy', 'rss', 'levers')
+SECTIONS = ('train', 'heads', 'infer', 'data', 'accuracy', 'rss', 'loop', 'levers')
 TABLE = (
     # key, what, target
     ('train_over_reference', 'train step, train.py defaults / reference', '>= 2.5'),
@@ -427,11 +458,9 @@ def print_table(results: dict) -> None:
         value = results.get(key)
         shown = '-' if value is None else f'{value:8.2f}'
         print(f'{key:30s} {shown:>8s}  {target:8s}  {what}')
-    for key in ('train_images_per_s', 'infer_images_per_s_bs32', 'infer_images_per_s_bs1', 'heads_images_per_s',
-                'data_images_per_s', 'accuracy_percent', 'peak_rss_mib', 'levers_train_images_per_s',
-                'levers_infer_images_per_s_bs32', 'levers_infer_images_per_s_bs1'):
-        if key in results:
-            print(f'  {key}: ' + ', '.join(f'{k} {v:.1f}' for k, v in results[key].items()))
+    for key, value in results.items():  # the images/s (and other figures) behind the ratios
+        if isinstance(value, dict) and all(isinstance(v, float) for v in value.values()):
+            print(f'  {key}: ' + ', '.join(f'{k} {v:.4g}' for k, v in value.items()))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -446,6 +475,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="FERPredictor's precision (default: its own default)")
     parser.add_argument('--data-workers', type=int, default=1)
     parser.add_argument('--data-images', type=int, default=None, help='images in the JPEG tree (default 512)')
+    parser.add_argument('--loop-batches', type=int, default=8, help='batches per epoch of the loop section')
     parser.add_argument('--only', nargs='+', choices=SECTIONS,
                         help='run these sections (the equality check always runs)')
     parser.add_argument('--rss-child', choices=('reference', 'ours'), help=argparse.SUPPRESS)
@@ -462,13 +492,14 @@ def main(argv=None) -> int:
     if args.rss_child:
         rss_child(args.rss_child, args.batch_size)
         return 0
-    sections = ['check', *(args.only or SECTIONS[:-1])]  # levers only when asked for
+    sections = ['check', *(args.only or SECTIONS[:-2])]  # loop and levers only when asked for
     results = {'date': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'machine': machine(),
                'command': ' '.join([Path(sys.executable).name, *sys.argv]), 'torch': torch.__version__,
                'batch_size': args.batch_size, 'rounds': args.rounds}
     benches = {'check': lambda a, r: r.update(equality_max_relative_error=check_equal_outputs()),
                'train': bench_train, 'heads': bench_heads, 'infer': bench_infer, 'data': bench_data,
-               'accuracy': bench_accuracy, 'rss': bench_rss, 'levers': bench_levers}
+               'accuracy': bench_accuracy, 'rss': bench_rss, 'loop': bench_loop,
+               'levers': bench_levers}
     for name in sections:
         start = time.perf_counter()
         benches[name](args, results)
