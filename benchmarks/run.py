@@ -502,8 +502,10 @@ def main(argv=None) -> int:
                'levers': bench_levers}
     for name in sections:
         start = time.perf_counter()
+        before = set(results)
         benches[name](args, results)
-        print(f'[{name}: {time.perf_counter() - start:.0f} s]', file=sys.stderr, flush=True)
+        added = {k: v for k, v in results.items() if k not in before}
+        print(f'[{name}: {time.perf_counter() - start:.0f} s] {json.dumps(added)}', file=sys.stderr, flush=True)
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
