@@ -324,7 +324,9 @@ def bench_accuracy(args, results: dict) -> None:
                 '--epochs', str(epochs), '--precision', precision, '--output-dir', tmp, '--num-workers', '0',
             ]
             env = dict(os.environ, HF_HOME=str(Path(tmp) / 'hf'), HF_HUB_OFFLINE='1', PYTHONPATH=str(ROOT))
-            subprocess.run(command, check=True, env=env, cwd=tmp, stdout=subprocess.DEVNULL)
+            done = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f'train.py --precision {precision} failed:\n{done.stderr[-3000:]}')
             summary = json.loads((Path(tmp) / 'results.json').read_text())
             accuracy[precision] = 100 * summary['validation']['accuracy']
     results['accuracy_percent'] = accuracy
