@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--quick] [--json OUT]                  # this machine's CPU
     bash benchmarks/gpu.sh                                            # a GPU machine: bf16, compile, batch 256
-    python benchmarks/run.py --only levers [--compile]                # what each speed lever contributes
+    python benchmarks/run.py --only levers [--compile] [--predictor-compile]   # what each lever contributes
 
 Every ratio is images/s of ours over images/s of the other contender (higher is better), from medians of
 interleaved runs: each round runs every contender once, in alternating order, so machine drift cancels.
@@ -234,15 +234,28 @@ def bench_infer(args, results: dict) -> None:
     reference = reference.to(device).eval()
     predictor = FERPredictor(ours, detector='none', device=device, **args.predictor_kwargs)
     runner = predictor.runner
-    if args.compile:
-        runner.model = torch.compile(runner.model)
+    if args.predictor_compile:
+        compile_for_inference(runner)
+        start = time.perf_counter()
+        runner(torch.randn(args.batch_size, 3, 224, 224).numpy(), False)
+        results['infer_compile_s'] = time.perf_counter() - start
     results['infer_settings'] = {'backend': type(runner).__name__, 'precision': getattr(runner, 'precision', None),
-                                 'channels_last': getattr(runner, 'channels_last', None), 'compile': args.compile}
+                                 'channels_last': getattr(runner, 'channels_last', None),
+                                 'compile': args.predictor_compile}
     for batch_size, key in ((args.batch_size, 'infer_over_reference'), (1, 'infer_over_reference_bs1')):
         rounds = args.rounds * (2 if batch_size > 1 else 8)
         seconds = infer_medians(reference, runner, batch_size, device, rounds)
         results[f'infer_images_per_s_bs{batch_size}'] = {k: batch_size / v for k, v in seconds.items()}
         results[key] = seconds['reference'] / seconds['ours']
+
+
+def compile_for_inference(runner) -> None:
+    """torch.compile the predictor's model with Inductor's freezing (weights as constants: conv+BN folding,
+    oneDNN weight prepacking), which is what pays on CPUs."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    runner.model = torch.compile(runner.model)
 
 
 def infer_medians(reference: nn.Module, runner: Callable, batch_size: int, device: torch.device, rounds: int
@@ -415,9 +428,9 @@ def bench_levers(args, results: dict) -> None:
         export_onnx(ours, Path(tmp) / 'dan.onnx', dynamic_batch=True, attention=False)
         runners['onnxruntime fp32'] = FERPredictor(str(Path(tmp) / 'dan.onnx'), detector='none',
                                                    backend='onnxruntime').runner
-    if args.compile:
-        runners['bf16 + torch.compile'] = FERPredictor(ours, detector='none', precision='bf16').runner
-        runners['bf16 + torch.compile'].model = torch.compile(runners['bf16 + torch.compile'].model)
+    if args.predictor_compile:
+        runners['+ torch.compile (freezing)'] = FERPredictor(ours, detector='none', precision='bf16').runner
+        compile_for_inference(runners['+ torch.compile (freezing)'])
     for batch_size in (args.batch_size, 1):
         x = torch.randn(batch_size, 3, 224, 224, generator=gen)
         x_np = x.numpy()
@@ -472,7 +485,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--rounds', type=int, help='interleaved rounds per contender (default 5, quick 3)')
-    parser.add_argument('--compile', action='store_true', help='torch.compile our train step and predictor model')
+    parser.add_argument('--compile', action='store_true', help="torch.compile our train step (train.py's --compile)")
+    parser.add_argument('--predictor-compile', action='store_true',
+                        help="torch.compile the predictor's model (Inductor freezing)")
     parser.add_argument('--predictor-precision', choices=('fp32', 'bf16'),
                         help="FERPredictor's precision (default: its own default)")
     parser.add_argument('--data-workers', type=int, default=1)
