@@ -26,6 +26,16 @@ def test_prepare_and_collate(tmp_path):
     assert ds['train'].features['image'] == Image()
 
 
+@pytest.mark.slow
+def test_prepared_dataset_works_in_spawned_workers(tmp_path):
+    """Spawned DataLoader workers (macOS, Windows) pickle the dataset together with its transform."""
+    ds = load_fer_dataset('synthetic', num_samples=8, image_size=40, seed=1, cache_dir=str(tmp_path))
+    prepared = prepare_dataset(ds['validation'], create_transform(CFG))
+    spawned = DataLoader(prepared, batch_size=2, collate_fn=fer_collate, num_workers=1,
+                         multiprocessing_context='spawn')
+    torch.testing.assert_close(next(iter(spawned))[0][1], prepared[1]['pixel_values'])
+
+
 def test_prepare_reads_path_only_images_and_grayscale(tmp_path):
     import cv2
     path = tmp_path / 'gray.png'

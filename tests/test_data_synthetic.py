@@ -66,5 +66,7 @@ def test_bad_options():
         load_fer_dataset('synthetic', data_size=3)
     with pytest.raises(ValueError, match='num_classes'):
         load_fer_dataset('synthetic', num_samples=8, num_classes=9)
+    with pytest.raises(ValueError, match='takes no data_dir'):
+        load_fer_dataset('synthetic', '/data')
     with pytest.raises(ValueError, match='unknown FER data set'):
         load_fer_dataset('fer2014')

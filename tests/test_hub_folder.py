@@ -114,3 +114,26 @@ def test_incomplete_folder_names_missing_file(model, tmp_path, remove):
     (out / remove).unlink()
     with pytest.raises(FileNotFoundError, match=f'missing {remove}'):
         check_model_folder(out)
+
+
+def test_data_config_goes_to_config_and_card(model, tmp_path):
+    data_config = dict(input_size=(3, 112, 112), crop_pct=0.9, interpolation='bicubic')
+    out = save_model_folder(model, tmp_path / 'best', card=_card(), data_config=data_config)
+    cfg = json.loads((out / 'config.json').read_text())['pretrained_cfg']
+    assert cfg['input_size'] == [3, 112, 112] and cfg['crop_pct'] == 0.9 and cfg['interpolation'] == 'bicubic'
+    text = (out / 'README.md').read_text()
+    assert '- Input 112x112 RGB, resized with bicubic interpolation (crop_pct 0.9)' in text
+    loaded = timm.create_model(f'local-dir:{out}', pretrained=True)
+    assert timm.data.resolve_model_data_config(loaded)['input_size'] == (3, 112, 112)
+
+
+def test_folder_permissions_follow_umask(model, tmp_path):
+    import os
+    old = os.umask(0o022)
+    try:
+        out = save_model_folder(model, tmp_path / 'best', card=_card())
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {
+        'README.md': 0o644, 'config.json': 0o644, 'model.safetensors': 0o644}

@@ -17,11 +17,9 @@ __all__ = [
     'AffinityLoss', 'PartitionLoss', 'DANLoss', 'DANLossParts', 'FERPredictor',
 ]
 
-_LAZY = {'FERPredictor': 'timm_dan.inference'}  # heavy imports (OpenCV) only when used
-
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name == 'FERPredictor':  # lazily: the predictor needs OpenCV
+        from .inference import FERPredictor
+        return FERPredictor
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -2,12 +2,12 @@
 import argparse
 import importlib
 import sys
-from typing import List, Optional
+from typing import Optional
 
 from .version import __version__
 
 # modules that define `add_parser(subparsers)`; the parser's `func(args) -> int` runs the command
-SUBCOMMAND_MODULES: tuple = ('timm_dan.inference.cli',)
+SUBCOMMAND_MODULES: tuple = ('timm_dan.data.cli', 'timm_dan.inference.cli')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, 'func', None):

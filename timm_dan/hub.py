@@ -11,12 +11,12 @@ what `timm.models.save_for_hf` writes (`config.json` with `label_names`, `model.
                          metrics=[Metric('accuracy', 88.9, 'rafdb', std=0.3, num_seeds=3)])
     save_model_folder(model, 'out/best', card=card, overwrite=True)
 """
+import argparse
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,13 +28,19 @@ import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
-from .models.dan import HF_HUB_NAMESPACE, LABELS, _load_weights_only, convert_official_checkpoint
+from .models.dan import (
+    LABELS,
+    OFFICIAL_LABEL_MAPS,
+    convert_official_checkpoint,
+    load_weights_file,
+)
 
 __all__ = [
     'DatasetInfo', 'DATASETS', 'Metric', 'ModelCardInfo', 'CONFIG_NAME', 'WEIGHTS_NAME', 'CARD_NAME',
     'render_model_card', 'card_metadata', 'save_model_folder', 'sha256_file', 'check_model_folder',
     'load_model_folder', 'validate_model_folder', 'convert_official_file', 'convert_backbone_file',
-    'create_model', 'missing_weights_message', 'load_manifest', 'official_card', 'family_card',
+    'create_model', 'missing_weights_message', 'load_manifest', 'official_card', 'family_card', 'push_model_folder',
+    'USER_ERRORS', 'call_or_exit', 'DEFAULT_MANIFEST', 'print_folder',
 ]
 
 CONFIG_NAME = 'config.json'
@@ -51,6 +57,9 @@ CITATION = """@article{wen2023distract,
   journal={Biomimetics}, volume={8}, number={2}, pages={199}, year={2023},
   note={arXiv:2109.07270}
 }"""
+
+USER_ERRORS = (FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError)
+"""What the hub/ scripts report as a one-line error (bad input, missing files, no token), not a traceback."""
 
 _NON_COMMERCIAL = 'Licensed for non-commercial research only; the images may not be redistributed.'
 
@@ -116,7 +125,7 @@ FER_RISKS = """\
 class Metric:
     """One evaluation result, with who measured it.
 
-    `value` is in percent. With `std` (and `num_seeds`) the card shows mean ± std over seeds.
+    `value` is in percent (88.9, not 0.889). With `std` (and `num_seeds`) the card shows mean ± std over seeds.
     """
     name: str  # 'accuracy', 'mean_class_accuracy', 'macro_f1' or another metric id
     value: float
@@ -253,8 +262,10 @@ def _preprocessing(info: ModelCardInfo) -> str:
             f'- Input {size[1]}x{size[2]} RGB, resized with {p.get("interpolation", "bilinear")} interpolation '
             f'(crop_pct {p.get("crop_pct", 1.0)}), normalised with mean {tuple(p.get("mean", ()))} '
             f'and std {tuple(p.get("std", ()))}; `resolve_model_data_config` reads these from the config.')
+    faces = {}  # data sets that share a description (AffectNet's 7 and 8 classes) share a line
     for key in info.datasets:
-        rows.append(f'- Faces as in {_dataset(key).name}: {_dataset(key).faces}.')
+        faces.setdefault(_dataset(key).faces, []).append(_dataset(key).name)
+    rows += [f'- Faces as in {" and ".join(names)}: {text}.' for text, names in faces.items()]
     rows.append('- The model classifies a face crop; it does not find faces. Run a face detector first.')
     return '\n'.join(rows)
 
@@ -275,10 +286,13 @@ def _evaluation(info: ModelCardInfo) -> str:
 
 
 def _licences(info: ModelCardInfo) -> str:
-    rows = [f'- **Weights:** {info.license_text or info.license}; weights trained on the data below inherit its terms']
+    weights = info.license_text or f'`{info.license}`; weights trained on the data below inherit its terms'
+    rows = [f'- **Weights:** {weights}']
+    releases = {}  # one line per data set release (AffectNet's 7- and 8-class tasks share one)
     for key in info.datasets:
-        rows.append(f'- **{_dataset(key).name}:** {_dataset(key).license}'
-                    + (f' ({_dataset(key).url})' if _dataset(key).url else ''))
+        ds = _dataset(key)
+        releases.setdefault((ds.url, ds.license), ds.name.split(' (')[0])
+    rows += [f'- **{name}:** {licence}' + (f' ({url})' if url else '') for (url, licence), name in releases.items()]
     rows.append('- **Code:** timm-dan and the authors\' DAN code are MIT-licensed.')
     return '\n'.join(rows)
 
@@ -332,7 +346,11 @@ def _replace_dir(tmp: Path, output_dir: Path, overwrite: bool) -> None:
         raise FileExistsError(f'{output_dir} exists; pass overwrite=True to replace it')
     old = output_dir.with_name(f'.{output_dir.name}.old-{uuid.uuid4().hex[:8]}')
     os.replace(output_dir, old)
-    os.replace(tmp, output_dir)
+    try:
+        os.replace(tmp, output_dir)
+    except BaseException:
+        os.replace(old, output_dir)
+        raise
     shutil.rmtree(old)
 
 
@@ -348,7 +366,9 @@ def save_model_folder(
     """Write a timm Hub folder: config.json (with label_names), model.safetensors and the card as README.md.
 
     The folder is written beside `output_dir` under a temporary name and renamed into place, so a crash leaves
-    either the previous folder or the complete new one, never a half-written one. `card.label_names` (default:
+    either the previous folder or the complete new one, never a half-written one (a killed process may leave a
+    hidden `.NAME.tmp-*` or `.NAME.old-*` folder beside it). Pass an unwrapped model (`accelerator.unwrap_model`,
+    not DDP or `torch.compile` wrappers): its `state_dict` keys are what timm loads. `card.label_names` (default:
     the model's `pretrained_cfg['label_names']`) must have one name per output class. The card's parameter
     count and preprocessing are filled from the model when not given.
 
@@ -363,7 +383,7 @@ def save_model_folder(
         raise ValueError(f'The model has {num_classes} classes but the card names {len(labels)} labels: {labels}')
     if output_dir.exists() and not overwrite:
         raise FileExistsError(f'{output_dir} exists; pass overwrite=True to replace it')
-    data = timm.data.resolve_model_data_config(model) if data_config is None else dict(data_config)
+    data = timm.data.resolve_data_config(dict(data_config or {}), model=model)
     info = dataclasses.replace(
         info, label_names=labels,
         num_params=info.num_params or sum(p.numel() for p in model.parameters()),
@@ -379,11 +399,14 @@ def save_model_folder(
     if labels:
         model_config['label_names'] = list(labels)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{output_dir.name}.tmp-', dir=output_dir.parent))
+    tmp = output_dir.with_name(f'.{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}')
+    tmp.mkdir()  # permissions from the umask, like any folder the user makes
     try:
         timm.models.save_for_hf(model, tmp, model_config=model_config, safe_serialization=True,
                                 data_config=data_config)
         (tmp / CARD_NAME).write_text(render_model_card(info), encoding='utf-8')
+        for f in tmp.iterdir():  # safetensors writes 0600 files; give them the folder's permissions
+            f.chmod(tmp.stat().st_mode & 0o666)
         _replace_dir(tmp, output_dir, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -512,7 +535,7 @@ def convert_official_file(
     known = entry['source'].get('sha256')
     if known and known != sha:
         raise ValueError(f'{path} has SHA-256 {sha}, but the manifest records {known} for {entry["source"]["file"]}')
-    checkpoint = _load_weights_only(str(path))
+    checkpoint = load_weights_file(str(path))
     if not isinstance(checkpoint, dict):
         raise ValueError(f'{path} holds a {type(checkpoint).__name__}, not a checkpoint dict')
     state_dict = convert_official_checkpoint(checkpoint, dataset)
@@ -551,20 +574,26 @@ def convert_backbone_file(
 
 
 def missing_weights_message(repo_id: str, manifest: Optional[Mapping[str, Any]] = None) -> str:
-    """What to tell a user whose weights for `repo_id` are neither cached nor downloadable."""
-    manifest = load_manifest() if manifest is None and DEFAULT_MANIFEST.is_file() else (manifest or {})
-    entry = _manifest_entry(manifest, repo_id=repo_id) if manifest else None
-    if entry and 'dataset' in entry and entry.get('architecture') != 'resnet18':
-        convert = (f'`python hub/convert_official.py {entry["source"]["file"]} --dataset {entry["dataset"]} '
-                   f'--output-dir {entry["tag"]}` and load it with '
-                   f'timm.create_model("local-dir:{entry["tag"]}", pretrained=True)')
+    """What to tell a user whose weights for `repo_id` are neither cached nor downloadable.
+
+    Names the repo and the two ways out: go online, or convert the authors' file for that data set (its name
+    from the manifest when it is at hand, e.g. in a source checkout) and load it with `local-dir:`.
+    """
+    if manifest is None and DEFAULT_MANIFEST.is_file():
+        manifest = load_manifest()
+    entry = _manifest_entry(manifest or {}, repo_id=repo_id)
+    dataset = repo_id.rsplit('.', 1)[-1]
+    if dataset in OFFICIAL_LABEL_MAPS:
+        source = entry['source']['file'] if entry else f"the authors' {dataset} checkpoint (.pth)"
+        local = f'dan-{dataset}'
     else:
-        convert = ('`python hub/convert_official.py CHECKPOINT.pth --dataset {rafdb,affectnet7,affectnet8} '
-                   '--output-dir DIR` and load it with timm.create_model("local-dir:DIR", pretrained=True)')
+        source, dataset, local = 'CHECKPOINT.pth', '{rafdb,affectnet7,affectnet8}', 'DIR'
     return (
-        f'Could not get the weights of the Hugging Face Hub repo {repo_id!r}: not in the local cache, and the Hub '
-        f'could not be reached or has no such repo. Either go online (unset HF_HUB_OFFLINE) so that they download '
-        f'once into the cache, or convert the authors\' checkpoint yourself: {convert}.'
+        f'Could not get the weights of the Hugging Face Hub repo {repo_id!r}: they are not in the local cache, '
+        f'and the Hub could not be reached or has no such repo. Either go online (unset HF_HUB_OFFLINE) so that '
+        f'they download once into the cache, or convert the authors\' checkpoint yourself: '
+        f'`python hub/convert_official.py {source} --dataset {dataset} --output-dir {local}` and load it with '
+        f'timm.create_model("local-dir:{local}", pretrained=True).'
     )
 
 
@@ -583,6 +612,65 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> to
         raise RuntimeError(missing_weights_message(repo_id)) from e
 
 
-def default_repo_id(tag: str) -> str:
-    """Hub repo id of a DAN tag under the project namespace, e.g. 'timm-dan/dan_resnet18.rafdb'."""
-    return f'{HF_HUB_NAMESPACE}/{tag}'
+
+def push_model_folder(
+        folder: Union[str, Path],
+        repo_id: str,
+        *,
+        private: bool = False,
+        create_pr: bool = False,
+        dry_run: bool = False,
+        token: Optional[str] = None,
+        commit_message: str = 'Upload DAN weights (timm-dan)',
+) -> dict[str, Any]:
+    """Validate a Hub folder (load, forward pass, card metadata) and upload it with `huggingface_hub`.
+
+    The token comes from `token` or the usual places (`HF_TOKEN`, `hf auth login`). With `dry_run` nothing
+    is uploaded (and no token needed).
+
+    Returns:
+        `validate_model_folder`'s summary plus `repo_id` and, after an upload, `url` (the commit or PR).
+    """
+    from huggingface_hub import HfApi, constants, get_token
+
+    summary = validate_model_folder(folder)
+    summary['repo_id'] = repo_id
+    if dry_run:
+        return summary
+    if constants.HF_HUB_OFFLINE:
+        raise RuntimeError('HF_HUB_OFFLINE is set: unset it to upload (or use --dry-run)')
+    token = token or get_token()
+    if not token:
+        raise RuntimeError(
+            'No Hugging Face token found: run `hf auth login`, or set HF_TOKEN to a token with write access '
+            f'to {repo_id.split("/")[0]!r} (https://huggingface.co/settings/tokens)'
+        )
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    commit = api.upload_folder(
+        folder_path=str(folder), repo_id=repo_id, create_pr=create_pr, commit_message=commit_message,
+        allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME],
+    )
+    summary['url'] = commit.pr_url if create_pr else commit.commit_url
+    return summary
+
+
+def print_folder(folder: Union[str, Path]) -> None:
+    """Print a Hub folder's files and the SHA-256 its card records (what the conversion scripts report)."""
+    folder = Path(folder)
+    print(f'Wrote {folder}:')
+    for p in sorted(folder.iterdir()):
+        print(f'  {p.name}  {p.stat().st_size:,} bytes')
+    card = ModelCard.load(folder / CARD_NAME)
+    for line in card.text.splitlines():
+        if line.startswith('- **Converted from:**'):
+            print(line.removeprefix('- **Converted from:** '))
+    print(f'Load it with timm.create_model("local-dir:{folder}", pretrained=True) after `import timm_dan`.')
+
+
+def call_or_exit(parser: argparse.ArgumentParser, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run `fn` for a hub/ script; a USER_ERRORS exception ends the script with a one-line error, exit status 1."""
+    try:
+        return fn(*args, **kwargs)
+    except USER_ERRORS as e:
+        parser.exit(1, f'{parser.prog}: error: {e.args[0] if isinstance(e, KeyError) else e}\n')

@@ -1,4 +1,7 @@
 """Fixtures for the inference tests: a small DAN saved by the test (64x64 input), real photos from scikit-image."""
+import struct
+import zlib
+
 import numpy as np
 import pytest
 import timm
@@ -18,9 +21,9 @@ def saved_model_dir(tmp_path_factory):
     torch.manual_seed(0)
     model = timm.create_model(
         'dan_resnet18', num_classes=7, pretrained_cfg_overlay=dict(input_size=(3, INPUT_SIZE, INPUT_SIZE)))
-    # give the BatchNorms non-trivial statistics so that folding them is really exercised
+    # give the heads' BatchNorms non-trivial statistics so that folding them is really exercised
     with torch.no_grad():
-        for m in model.modules():
+        for m in model.heads.modules():
             if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 2.0)
@@ -66,3 +69,17 @@ def photo_files(tmp_path, astronaut):
     Image.fromarray(astronaut).save(folder / 'astronaut.png')
     Image.fromarray(skimage_data.coffee()).save(folder / 'coffee.jpg')
     return folder
+
+
+@pytest.fixture(scope='session')
+def png_header_only():
+    """Writes a PNG whose header claims width x height pixels, with a tiny (truncated) pixel stream."""
+    def chunk(kind, data):
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff)
+
+    def write(path, width, height):
+        ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+        path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', zlib.compress(b'\0' * 64))
+                         + chunk(b'IEND', b''))
+        return path
+    return write

@@ -1,9 +1,13 @@
 """Face detection on real photos (Haar, the offline YuNet fallback) and the crop geometry (alignment, margin)."""
 import logging
+import math
+import warnings
 
 import cv2
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 from timm_dan.inference import detectors
 from timm_dan.inference.align import ALIGNED_TEMPLATE, alignment_matrix, box_matrix, crop_face
@@ -107,3 +111,71 @@ def test_box_crop_is_square_with_margin_and_padded_at_edges():
     photo[:10, :10] = 77
     edge = crop_face(photo, np.array([0, 0, 10, 10]), (20, 20), margin=1.0)
     assert edge[0, 0, 0] == 77
+
+
+class _FakeYuNet(torch.nn.Module):
+    """A stand-in with YuNet's inputs and outputs (we cannot download the real one here): every bright-red
+    32 x 32 cell is a face of 64 x 64 pixels centred on the cell, with fixed landmarks inside it."""
+    landmarks = (0.2, 0.3, 0.8, 0.3, 0.5, 0.55, 0.3, 0.8, 0.7, 0.8)  # per cell, in stride units
+
+    def forward(self, x):
+        outputs = {}
+        for stride in (8, 16, 32):
+            red = F.avg_pool2d(x[:, 2:3], stride).flatten(2).transpose(1, 2) / 255.  # BGR input: B x N x 1
+            score = red if stride == 32 else red * 0.
+            outputs[stride] = (score, score, score * 0. + torch.tensor([[.5, .5, math.log(2.), math.log(2.)]]),
+                               score * 0. + torch.tensor([self.landmarks]))
+        return tuple(outputs[s][k] for k in range(4) for s in (8, 16, 32))
+
+
+@pytest.fixture
+def yunet_in_hf_cache(tmp_path, monkeypatch):
+    """The Hub cache layout of opencv/face_detection_yunet, holding a fake YuNet for 320 x 320 images."""
+    commit = 'a' * 40
+    repo = tmp_path / 'hub' / 'models--opencv--face_detection_yunet'
+    (repo / 'refs').mkdir(parents=True)
+    (repo / 'refs' / 'main').write_text(commit)
+    path = repo / 'snapshots' / commit / detectors.YUNET_FILENAME
+    path.parent.mkdir(parents=True)
+    names = [f'{kind}_{s}' for kind in ('cls', 'obj', 'bbox', 'kps') for s in (8, 16, 32)]
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # OpenCV's ONNX importer reads the classic exporter's graphs
+        torch.onnx.export(_FakeYuNet(), (torch.zeros(1, 3, 320, 320),), str(path), input_names=['input'],
+                          output_names=names, opset_version=13, dynamo=False)
+    monkeypatch.setattr('huggingface_hub.constants.HF_HUB_CACHE', str(tmp_path / 'hub'))
+    monkeypatch.setattr('huggingface_hub.constants.HF_HUB_OFFLINE', True)
+    monkeypatch.setattr(detectors, '_announced', set())
+    return path
+
+
+def test_yunet_from_the_hf_cache_gives_boxes_and_landmarks(yunet_in_hf_cache, caplog, model_name):
+    from timm_dan.inference import FERPredictor
+    image = np.zeros((320, 320, 3), dtype=np.uint8)
+    image[96:128, 160:192, 0] = 255  # a red cell (RGB) at row 3, column 5 of the stride-32 grid
+    with caplog.at_level(logging.WARNING, logger='timm_dan.inference.detectors'):
+        detector = create_detector('auto')
+    assert isinstance(detector, detectors.YuNetDetector) and 'Face detector: YuNet' in caplog.text
+    assert detector.model_path == str(yunet_in_hf_cache)
+    faces = create_detector('yunet')(image)
+    assert len(faces) == 1 and faces[0].score == pytest.approx(1.)
+    np.testing.assert_allclose(faces[0].box, [144, 80, 64, 64])  # centre (5.5, 3.5) * 32, size 2 * 32
+    expected = (np.reshape(_FakeYuNet.landmarks, (5, 2)) + [5, 3]) * 32
+    np.testing.assert_allclose(faces[0].landmarks, expected, atol=1e-3)
+
+    result, = FERPredictor(model_name, detector='yunet').predict(image, attention=True)
+    face = result.faces[0]
+    np.testing.assert_allclose(face.landmarks, expected, atol=1e-3)
+    # the crop is aligned on the landmarks: the red cell sits where the template says
+    matrix = alignment_matrix(np.asarray(face.landmarks), (64, 64))
+    centre = matrix @ [176, 112, 1]
+    assert face.crop[round(centre[1]), round(centre[0]), 0] == 255
+
+
+def test_crop_of_the_mirror_is_the_mirror_of_the_crop():
+    coarse = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    image = cv2.resize(coarse, (31, 25), interpolation=cv2.INTER_LINEAR)  # smooth, as photos are at this scale
+    box = np.array([3., 2., 20., 18.])
+    mirrored_box = np.array([31 - 3 - 20, 2., 20., 18.])
+    crop = crop_face(image, box, (64, 64), margin=0.1).astype(int)
+    mirrored = crop_face(np.ascontiguousarray(image[:, ::-1]), mirrored_box, (64, 64), margin=0.1).astype(int)
+    assert np.abs(mirrored[:, ::-1] - crop).max() <= 2  # equal up to OpenCV's 1/32-pixel fixed point

@@ -12,13 +12,14 @@ Faster: decode only per sample and transform whole batches in the collate functi
 """
 from .api import SYNTHETIC_DEFAULTS, load_fer_dataset
 from .batched import BatchCollate
+from .builder import BadImagesError, FERReport
 from .labels import LABELS, canonical_names
 from .loader import ClassBalancedSampler, decode_image_uint8, fer_collate, prepare_dataset
 from .registry import FER_DATASETS, FERDatasetInfo
 from .transforms import RECIPES, create_transform
 
 __all__ = [
-    'load_fer_dataset', 'FER_DATASETS', 'FERDatasetInfo', 'SYNTHETIC_DEFAULTS', 'LABELS', 'canonical_names',
-    'create_transform', 'RECIPES', 'prepare_dataset', 'BatchCollate', 'decode_image_uint8', 'fer_collate',
-    'ClassBalancedSampler',
+    'load_fer_dataset', 'FER_DATASETS', 'FERDatasetInfo', 'FERReport', 'BadImagesError', 'SYNTHETIC_DEFAULTS',
+    'LABELS', 'canonical_names', 'create_transform', 'RECIPES', 'prepare_dataset', 'BatchCollate',
+    'decode_image_uint8', 'fer_collate', 'ClassBalancedSampler',
 ]

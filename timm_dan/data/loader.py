@@ -20,13 +20,17 @@ def decode_image_uint8(image: Mapping[str, Any]) -> torch.Tensor:
     return decode_image(data, mode=ImageReadMode.RGB)
 
 
-def _transform_batch(transform: Transform) -> Callable[[dict[str, list]], dict[str, list]]:
-    def apply(batch: dict[str, list]) -> dict[str, list]:
+class _DecodeAndTransform:
+    """The `with_transform` callable (a class, so that spawned DataLoader workers can pickle it)."""
+
+    def __init__(self, transform: Transform):
+        self.transform = transform
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         return {
-            'pixel_values': [transform(decode_image_uint8(image)) for image in batch['image']],
+            'pixel_values': [self.transform(decode_image_uint8(image)) for image in batch['image']],
             'label': batch['label'],
         }
-    return apply
 
 
 def prepare_dataset(dataset: Union[Dataset, DatasetDict],
@@ -42,7 +46,7 @@ def prepare_dataset(dataset: Union[Dataset, DatasetDict],
             for split, ds in dataset.items()
         })
     dataset = dataset.cast_column('image', Image(decode=False))
-    return dataset.with_transform(_transform_batch(transform), columns=['image', 'label'])
+    return dataset.with_transform(_DecodeAndTransform(transform), columns=['image', 'label'])
 
 
 def fer_collate(batch: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:

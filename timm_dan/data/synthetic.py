@@ -61,13 +61,13 @@ def _sample_params(rng: np.random.Generator, labels: np.ndarray, names: tuple[st
         for a in PROTOTYPES[name]:
             au[rows, _AU[a]] = u(0.55, 1.0, rows.sum())
     # weak spurious activity: any AU may fire a little on any face
-    au = np.maximum(au, u(0, 1, au.shape) ** 6 * 0.45)
+    au = np.maximum(au, u(0, 1, au.shape) ** 8 * 0.35)
     return dict(
         au=au,
         side=rng.choice([-1.0, 1.0], n),  # side of unilateral AUs (contempt)
         # identity
         face_w=u(0.27, 0.34, n), face_h=u(0.36, 0.44, n),
-        eye_dx=u(0.10, 0.135, n), eye_y=u(-0.10, -0.04, n), eye_w=u(0.045, 0.06, n), eye_h=u(0.018, 0.028, n),
+        eye_dx=u(0.10, 0.135, n), eye_y=u(-0.10, -0.04, n), eye_w=u(0.045, 0.06, n), eye_h=u(0.022, 0.032, n),
         brow_gap=u(0.045, 0.07, n), brow_th=u(0.012, 0.022, n),
         nose_len=u(0.09, 0.13, n), mouth_y=u(0.17, 0.22, n), mouth_w=u(0.08, 0.11, n), lip_th=u(0.008, 0.016, n),
         rest_curve=u(-0.012, 0.012, n),
@@ -76,14 +76,14 @@ def _sample_params(rng: np.random.Generator, labels: np.ndarray, names: tuple[st
         hair=rng.uniform(0, 120, (n, 3)),
         hair_h=u(0.0, 0.16, n),
         # pose
-        roll=rng.normal(0, 10, n).clip(-25, 25), yaw=u(-0.25, 0.25, n), scale=u(0.85, 1.12, n),
+        roll=rng.normal(0, 9, n).clip(-25, 25), yaw=u(-0.25, 0.25, n), scale=u(0.9, 1.15, n),
         cx=u(-0.07, 0.07, n), cy=u(-0.07, 0.07, n),
         # scene
         bg=rng.uniform(0, 255, (n, 2, 3)), bg_angle=u(0, 2 * np.pi, n),
         light=u(-0.35, 0.35, n), light_angle=u(0, 2 * np.pi, n), gain=u(0.7, 1.2, n),
         blur=u(0, 1, n), noise=u(0, 10, n),
         clutter=rng.integers(0, 4, n), clutter_seed=rng.integers(0, 2**31, n),
-        occlude=u(0, 1, n) < 0.3, occ_region=rng.integers(0, 4, n), occ_color=rng.uniform(0, 255, (n, 3)),
+        occlude=u(0, 1, n) < 0.25, occ_region=rng.integers(0, 4, n), occ_color=rng.uniform(0, 255, (n, 3)),
         occ_size=u(0.12, 0.2, n),
     )
 
@@ -120,7 +120,7 @@ def _draw_face(canvas: np.ndarray, p: dict[str, np.ndarray], i: int) -> None:
 
     # eyes: AU5 widens, AU6 and AU7 narrow; AU6 adds cheek folds, AU7 a straight raised lower lid
     ex, ey, ew = float(p['eye_dx'][i]), float(p['eye_y'][i]), float(p['eye_w'][i])
-    eh = float(p['eye_h'][i]) * (1 + 1.1 * a['AU5'] - 0.45 * a['AU7'] - 0.5 * a['AU6'])
+    eh = float(p['eye_h'][i]) * (1 + 1.4 * a['AU5'] - 0.45 * a['AU7'] - 0.5 * a['AU6'])
     for side in (-1, 1):
         cx, cy = X(side * ex), Y(ey)
         cv2.ellipse(canvas, _pt(cx, cy), _pt(ew * s, max(eh, 0.004) * s), 0, 0, 360, (245, 245, 240), -1,
@@ -143,10 +143,10 @@ def _draw_face(canvas: np.ndarray, p: dict[str, np.ndarray], i: int) -> None:
     # brows: AU1 raises the inner end, AU2 the outer end, AU4 lowers and draws the inner ends together
     gap, bt = float(p['brow_gap'][i]), float(p['brow_th'][i])
     for side in (-1, 1):
-        inner_x = side * (ex - ew * 0.9 - 0.02 * a['AU4'])
-        inner_y = ey - gap - 0.045 * a['AU1'] + 0.035 * a['AU4']
-        mid_y = ey - gap - 0.012 - 0.02 * a['AU1'] - 0.03 * a['AU2'] + 0.01 * a['AU4']
-        outer_y = ey - gap + 0.002 - 0.04 * a['AU2']
+        inner_x = side * (ex - ew * 0.9 - 0.03 * a['AU4'])
+        inner_y = ey - gap - 0.06 * a['AU1'] + 0.045 * a['AU4']
+        mid_y = ey - gap - 0.012 - 0.025 * a['AU1'] - 0.04 * a['AU2'] + 0.015 * a['AU4']
+        outer_y = ey - gap + 0.002 - 0.055 * a['AU2']
         line([(inner_x, inner_y), (side * ex, mid_y), (side * (ex + ew * 1.3), outer_y)], dark, bt)
         if a['AU4'] > 0.3:  # vertical furrow between the brows
             line([(side * 0.012, ey - gap + 0.01), (side * 0.008, ey - gap + 0.04)], dark, 0.006 * a['AU4'])
@@ -161,7 +161,7 @@ def _draw_face(canvas: np.ndarray, p: dict[str, np.ndarray], i: int) -> None:
     if a['AU9'] > 0.3:
         for k in range(3):
             yk = ey + 0.012 + 0.013 * k
-            line([(-0.03, yk), (0, yk + 0.006), (0.03, yk)], dark, 0.005 * a['AU9'])
+            line([(-0.035, yk), (0, yk + 0.008), (0.035, yk)], dark, 0.008 * a['AU9'])
 
     # mouth: corners (AU12 up and out, AU15 down, AU20 stretched, AU23 narrowed), lips (AU23 thin),
     # opening (AU26 jaw drop, AU16 lower lip down showing teeth), AU14 dimple
@@ -170,12 +170,12 @@ def _draw_face(canvas: np.ndarray, p: dict[str, np.ndarray], i: int) -> None:
     corners = []
     for side in (-1, 1):
         au12 = a['AU12'] if (a['AU14'] < 0.5 or side == side_c) else a['AU12'] * 0.15
-        dx = mw * (1 + 0.2 * au12 + 0.45 * a['AU20'] - 0.3 * a['AU23'])
-        dy = float(p['rest_curve'][i]) - 0.04 * au12 + 0.035 * a['AU15'] + 0.004 * a['AU20']
+        dx = mw * (1 + 0.2 * au12 + 0.5 * a['AU20'] - 0.35 * a['AU23'])
+        dy = float(p['rest_curve'][i]) - 0.05 * au12 + 0.045 * a['AU15'] + 0.004 * a['AU20']
         corners.append((side * dx, my + dy))
         if a['AU14'] > 0.5 and side == side_c:
             line([(side * (dx + 0.012), my + dy - 0.012), (side * (dx + 0.016), my + dy + 0.008)], dark, 0.006)
-    open_ = 0.07 * a['AU26'] + 0.028 * a['AU16']
+    open_ = 0.08 * a['AU26'] + 0.035 * a['AU16']
     lt = lt * (1 - 0.6 * a['AU23'])
     (lx, ly), (rx, ry) = corners
     upper = [(lx, ly), (lx * 0.5, my - 0.006), (0, my - 0.002), (rx * 0.5, my - 0.006), (rx, ry)]

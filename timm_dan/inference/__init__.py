@@ -1,17 +1,28 @@
 """Inference on photos and videos: face detection, alignment, prediction, attention maps, ONNX export.
 
-Needs OpenCV (and onnxruntime for the ONNX backend/export); `import timm_dan` alone does not import them.
+Names are imported on first use, so that `timm-dan --help` and `import timm_dan` do not load OpenCV or
+onnxruntime.
 """
-from .align import crop_face
-from .attention import annotate_image, attention_grid, save_annotated, save_attention_grid
-from .detectors import Detection, HaarDetector, WholeImageDetector, YuNetDetector, create_detector
-from .export import ExportReport, export_onnx
-from .io import ImageLoadError, load_image
-from .predictor import FERPredictor
-from .results import FaceResult, FrameResult, ImageResult
+import importlib
 
-__all__ = [
-    'FERPredictor', 'FaceResult', 'ImageResult', 'FrameResult', 'Detection', 'create_detector', 'HaarDetector',
-    'YuNetDetector', 'WholeImageDetector', 'crop_face', 'load_image', 'ImageLoadError', 'attention_grid',
-    'save_attention_grid', 'annotate_image', 'save_annotated', 'export_onnx', 'ExportReport',
-]
+_EXPORTS = {
+    'align': ('crop_face',),
+    'attention': ('annotate_image', 'attention_grid', 'save_annotated', 'save_attention_grid'),
+    'detectors': ('Detection', 'HaarDetector', 'WholeImageDetector', 'YuNetDetector', 'create_detector'),
+    'export': ('ExportReport', 'export_onnx'),
+    'io': ('ImageLoadError', 'load_image'),
+    'predictor': ('FERPredictor',),
+    'results': ('FaceResult', 'FrameResult', 'ImageResult'),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(f'{__name__}.{_MODULE_OF[name]}'), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -1,4 +1,7 @@
-"""Face crops in the training geometry: 5-point similarity alignment, or a square crop with margin around a box."""
+"""Face crops in the training geometry: 5-point similarity alignment, or a square crop with margin around a box.
+
+Coordinates are continuous: pixel (i, j) covers [i, i + 1) x [j, j + 1), as boxes (x, y, w, h) imply.
+"""
 from typing import Optional
 
 import cv2
@@ -47,4 +50,13 @@ def crop_face(
     matrix = alignment_matrix(landmarks, size) if landmarks is not None else None
     if matrix is None:
         matrix = box_matrix(box, size, margin)
-    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(image, _on_pixel_centres(matrix), size, flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _on_pixel_centres(matrix: np.ndarray) -> np.ndarray:
+    """The same transform for OpenCV, whose pixel (i, j) sits at (i, j), not at (i + 0.5, j + 0.5) as in
+    boxes and landmarks; without this, crops shift by half a pixel per scale step (and mirroring breaks)."""
+    out = matrix.astype(np.float64).copy()
+    out[:, 2] += out[:, :2] @ [0.5, 0.5] - 0.5
+    return out

@@ -86,7 +86,7 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f'error: could not set up the predictor: {e}', file=sys.stderr)
         return 2
     attention, keep = args.attention is not None, args.annotate is not None
-    names = _UniqueNames()
+    names = _UniqueNames(per_file=args.video)
     writer = _ResultWriter(args.json, args.csv, predictor.label_names, video=args.video)
     failures = 0
     print(f'{"file":<32} {"face":>4}  {"label":<9} {"score":>5}  top-3')
@@ -149,16 +149,22 @@ def _print_rows(result) -> None:
 
 
 class _UniqueNames:
-    """File stem of each input for output files; repeats get a counter (a/x.jpg, b/x.jpg -> x, x_1)."""
+    """File stem of each input for output files; repeats get a counter (a/x.jpg, b/x.jpg -> x, x_1).
 
-    def __init__(self):
-        self.seen = {}
+    With `per_file` (videos), all results of one file share its name.
+    """
+
+    def __init__(self, per_file: bool = False):
+        self.seen, self.per_file, self.named = {}, per_file, {}
 
     def __call__(self, file: str) -> str:
+        if self.per_file and file in self.named:
+            return self.named[file]
         stem = Path(file).stem if not file.startswith('<') else file.strip('<>').replace(' ', '_')
         count = self.seen.get(stem, 0)
         self.seen[stem] = count + 1
-        return stem if not count else f'{stem}_{count}'
+        self.named[file] = stem if not count else f'{stem}_{count}'
+        return self.named[file]
 
 
 class _ResultWriter:

@@ -56,6 +56,8 @@ class _TorchRunner:
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray, attention: bool) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        if attention and not hasattr(getattr(self.model, 'heads', None), 'spatial_maps'):
+            raise ValueError(f'{type(self.model).__name__} has no DAN attention heads to return maps from')
         x = torch.from_numpy(x).to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -215,6 +217,8 @@ class FERPredictor:
 
     def _predict_items(self, items: list[ImageInput], color: str, attention: bool,
                        keep_images: bool) -> list[ImageResult]:
+        """Faces from all inputs share batches; a batch runs as soon as it is full, so that only one batch of
+        crops (not every face of a large folder) is held at a time."""
         results, crops, owners = [], [], []
         for item in items:
             try:
@@ -224,16 +228,21 @@ class FERPredictor:
                 continue
             result = ImageResult(item.name, size=(image.shape[1], image.shape[0]),
                                  image=image if keep_images else None)
+            results.append(result)
             for detection in self.detector(image):
                 crops.append(self._crop(image, detection))
                 owners.append((result, detection))
-            results.append(result)
-        for start in range(0, len(crops), self.batch_size):
-            batch = slice(start, start + self.batch_size)
-            faces = self._classify(crops[batch], owners[batch], attention)
-            for face, (result, _) in zip(faces, owners[batch], strict=True):
-                result.faces.append(face)
+                if len(crops) == self.batch_size:
+                    self._classify_into(crops, owners, attention)
+                    crops, owners = [], []
+        if crops:
+            self._classify_into(crops, owners, attention)
         return results
+
+    def _classify_into(self, crops: list[np.ndarray], owners: list[tuple[ImageResult, Detection]],
+                       attention: bool) -> None:
+        for face, (result, _) in zip(self._classify(crops, owners, attention), owners, strict=True):
+            result.faces.append(face)
 
     def _crop(self, image: np.ndarray, detection: Detection) -> np.ndarray:
         margin = 0. if self.detector_name == 'none' else self.margin

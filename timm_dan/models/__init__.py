@@ -8,9 +8,10 @@ from .dan import (
     checkpoint_filter_fn,
     convert_official_checkpoint,
     load_backbone_weights,
+    load_weights_file,
 )
 
 __all__ = [
     'DAN', 'DANOutput', 'CrossAttentionHeads', 'HF_HUB_NAMESPACE', 'LABELS', 'checkpoint_filter_fn',
-    'convert_official_checkpoint', 'load_backbone_weights',
+    'convert_official_checkpoint', 'load_backbone_weights', 'load_weights_file',
 ]

@@ -21,7 +21,7 @@ Differences from the official code, none of which change the numbers of `dan_res
       permutes the RAF-DB checkpoint's classifier into it.
 """
 import math
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -29,10 +29,16 @@ import torch.nn.functional as F
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ConvNormAct
-from timm.models import build_model_with_cfg, create_model, generate_default_cfgs, register_model, resolve_pretrained_cfg
+from timm.models import (
+    build_model_with_cfg,
+    create_model,
+    generate_default_cfgs,
+    register_model,
+    resolve_pretrained_cfg,
+)
 
-
-__all__ = ['DAN', 'DANOutput', 'CrossAttentionHeads', 'LABELS', 'HF_HUB_NAMESPACE', 'convert_official_checkpoint']
+__all__ = ['DAN', 'DANOutput', 'CrossAttentionHeads', 'LABELS', 'HF_HUB_NAMESPACE', 'convert_official_checkpoint',
+           'load_weights_file']
 
 LABELS = ('neutral', 'happy', 'sad', 'surprise', 'fear', 'disgust', 'anger', 'contempt')
 """Canonical class order (AffectNet's). 7-class models use the first seven."""
@@ -62,7 +68,7 @@ class DANOutput(NamedTuple):
 class ConvBn(nn.Module):
     """Conv2d (with bias, as in the official heads) followed by BatchNorm2d; foldable for inference."""
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: Tuple[int, int], groups: int = 1):
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: tuple[int, int], groups: int = 1):
         super().__init__()
         padding = (kernel_size[0] // 2, kernel_size[1] // 2)
         self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, padding=padding, groups=groups, bias=True)
@@ -71,7 +77,7 @@ class ConvBn(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(x))
 
-    def folded(self, kernel_size: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def folded(self, kernel_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Weight and bias of one conv equal to conv+BN in eval mode, zero-padded to `kernel_size`."""
         std = (self.bn.running_var + self.bn.eps).sqrt()
         scale = self.bn.weight / std
@@ -177,7 +183,7 @@ class DAN(nn.Module):
     def __init__(
             self,
             backbone: str = 'resnet18',
-            num_classes: int = 7,
+            num_classes: int = len(LABELS),
             in_chans: int = 3,
             global_pool: str = 'avg',
             num_heads: int = 4,
@@ -185,7 +191,7 @@ class DAN(nn.Module):
             drop_rate: float = 0.,
             drop_path_rate: float = 0.,
             backbone_pretrained: Union[bool, str] = False,
-            backbone_args: Optional[Dict[str, Any]] = None,
+            backbone_args: Optional[dict[str, Any]] = None,
     ):
         """
         Args:
@@ -242,22 +248,22 @@ class DAN(nn.Module):
             return nn.Identity()
         raise ValueError(f"global_pool must be 'avg' (DAN's attention heads) or '' (none), got {global_pool!r}")
 
-    def _create_classifier(self, num_classes: int) -> Tuple[nn.Module, nn.Module]:
+    def _create_classifier(self, num_classes: int) -> tuple[nn.Module, nn.Module]:
         if not num_classes:
             return nn.Identity(), nn.Identity()
         return nn.Linear(self.num_features, num_classes), nn.BatchNorm1d(num_classes)
 
     @property
-    def _model_args(self) -> Dict[str, Any]:
+    def _model_args(self) -> dict[str, Any]:
         return self.__dict__.get('_recorded_args', {})
 
     @_model_args.setter
-    def _model_args(self, args: Dict[str, Any]) -> None:
+    def _model_args(self, args: dict[str, Any]) -> None:
         # timm records create_model's kwargs to re-create exported models; a trunk-init path is not one
         self.__dict__['_recorded_args'] = {k: v for k, v in args.items() if k not in _BUILD_ONLY_ARGS}
 
     @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         def prefix(m):
             if isinstance(m, str):
                 return m.replace('^', r'^backbone\.', 1)
@@ -286,12 +292,12 @@ class DAN(nn.Module):
     def forward_intermediates(
             self,
             x: torch.Tensor,
-            indices: Optional[Union[int, List[int]]] = None,
+            indices: Optional[Union[int, list[int]]] = None,
             norm: bool = False,
             stop_early: bool = False,
             output_fmt: str = 'NCHW',
             intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+    ) -> Union[list[torch.Tensor], tuple[torch.Tensor, list[torch.Tensor]]]:
         """Trunk feature maps at `indices` (see `feature_info`), and the final `forward_features` map."""
         out = self.backbone.forward_intermediates(
             x, indices=indices, norm=norm, stop_early=stop_early, output_fmt=output_fmt,
@@ -304,10 +310,10 @@ class DAN(nn.Module):
 
     def prune_intermediate_layers(
             self,
-            indices: Union[int, List[int]] = 1,
+            indices: Union[int, list[int]] = 1,
             prune_norm: bool = False,
             prune_head: bool = True,
-    ) -> List[int]:
+    ) -> list[int]:
         """Prune trunk layers not needed for `indices`; `prune_head` also drops the neck, heads and classifier."""
         take_indices = self.backbone.prune_intermediate_layers(indices, prune_norm=prune_norm, prune_head=prune_head)
         if prune_head:
@@ -367,22 +373,27 @@ def load_backbone_weights(backbone: nn.Module, path: str) -> None:
         from safetensors.torch import load_file
         state_dict = load_file(path)
     else:
-        state_dict = _load_weights_only(path)
+        state_dict = load_weights_file(path)
     for key in ('state_dict', 'model_state_dict', 'model'):
         if isinstance(state_dict.get(key), dict):
             state_dict = state_dict[key]
             break
     state_dict = {k.removeprefix('module.'): v for k, v in state_dict.items()}
     state_dict = {k: v for k, v in state_dict.items() if not k.startswith('fc.')}
-    result = backbone.load_state_dict(state_dict, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    own = backbone.state_dict()
+    missing = sorted(own.keys() - state_dict.keys())
+    unexpected = sorted(state_dict.keys() - own.keys())
+    mismatched = sorted(k for k in own.keys() & state_dict.keys() if own[k].shape != state_dict[k].shape)
+    if missing or unexpected or mismatched:
         raise ValueError(
-            f'{path} does not fit the trunk: missing keys {result.missing_keys[:8]}, '
-            f'unexpected keys {result.unexpected_keys[:8]} (expected a torchvision/timm state dict of this trunk)'
+            f'{path} does not fit the trunk: missing keys {missing[:8]}, unexpected keys {unexpected[:8]}, '
+            f'shape mismatches {mismatched[:8]} (expected a torchvision/timm state dict of this trunk)'
         )
+    backbone.load_state_dict(state_dict)
 
 
-def _load_weights_only(path: str) -> Dict[str, Any]:
+def load_weights_file(path: str) -> dict[str, Any]:
+    """Read a `.pth`/`.pt` checkpoint with `torch.load(weights_only=True)`; refuse (with the reason) what needs more."""
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # torch raises UnpicklingError subclasses and RuntimeError for unsafe pickles
@@ -417,10 +428,10 @@ _BN_PARAMS = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_trac
 
 
 def convert_official_checkpoint(
-        checkpoint: Dict[str, Any],
+        checkpoint: dict[str, Any],
         dataset: str,
         num_heads: int = 4,
-) -> Dict[str, torch.Tensor]:
+) -> dict[str, torch.Tensor]:
     """Convert the authors' released DAN checkpoint into a `dan_resnet18` state dict in canonical class order.
 
     Args:
@@ -490,7 +501,7 @@ def convert_official_checkpoint(
     return out
 
 
-def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: DAN) -> Dict[str, torch.Tensor]:
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: DAN) -> dict[str, torch.Tensor]:
     """Adapt a timm-layout DAN state dict to `model`: drops logits-BN buffers (and heads) that cannot fit.
 
     timm's loader drops `fc.*`/`bn.*` weights and biases when the class count changes; the BatchNorm's
@@ -526,24 +537,22 @@ def _create_dan(variant: str, pretrained: bool = False, feature_levels: int = 5,
     except (LocalEntryNotFoundError, EntryNotFoundError, HfHubHTTPError) as e:
         raise _missing_weights_error(variant, kwargs.get('pretrained_cfg'), e) from e
     cfg = getattr(model, 'pretrained_cfg', {})
+    if not pretrained:  # these describe released weights, not a freshly initialised model
+        for key in ('tag', 'description', 'license'):
+            cfg.pop(key, None)
     num_classes = getattr(model, 'num_classes', 0)
     if 0 < num_classes <= len(LABELS) and len(cfg.get('label_names') or ()) != num_classes:
-        cfg['label_names'] = LABELS[:num_classes]
+        cfg.update(num_classes=num_classes, label_names=LABELS[:num_classes])
     return model
 
 
 def _missing_weights_error(variant: str, pretrained_cfg: Any, error: Exception) -> RuntimeError:
+    from ..hub import missing_weights_message  # the Hub helpers import this module
     hub_id = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg).hf_hub_id
-    return RuntimeError(
-        f'Could not get the pretrained weights of {variant} from the Hugging Face Hub repo {hub_id!r} '
-        f'({type(error).__name__}). Either go online (unset HF_HUB_OFFLINE) so that they download once into '
-        f'the cache, or convert the authors\' checkpoint yourself: `python hub/convert_official.py '
-        f'rafdb_epoch21_acc0.897_bacc0.8275.pth --dataset rafdb --output-dir dan-rafdb` and load it with '
-        f'timm.create_model("local-dir:dan-rafdb", pretrained=True).'
-    )
+    return RuntimeError(f'{variant}: {missing_weights_message(hub_id)} ({type(error).__name__})')
 
 
-def _cfg(num_classes: int = len(LABELS), first_conv: str = 'backbone.conv1', **kwargs) -> Dict[str, Any]:
+def _cfg(num_classes: int = len(LABELS), first_conv: str = 'backbone.conv1', **kwargs) -> dict[str, Any]:
     return {
         'num_classes': num_classes, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
         'crop_pct': 1.0, 'interpolation': 'bilinear',
@@ -557,7 +566,7 @@ def _cfg(num_classes: int = len(LABELS), first_conv: str = 'backbone.conv1', **k
     }
 
 
-def _official_cfg(tag: str, num_classes: int, description: str) -> Dict[str, Any]:
+def _official_cfg(tag: str, num_classes: int, description: str) -> dict[str, Any]:
     return _cfg(
         num_classes=num_classes, hf_hub_id=f'{HF_HUB_NAMESPACE}/dan_resnet18.{tag}', license='other',
         description=description,

@@ -1,0 +1,96 @@
+"""Reparameterization, ONNX export (parity with PyTorch) and the onnxruntime backend of FERPredictor."""
+import copy
+import json
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from timm_dan.inference import FERPredictor, export_onnx
+from timm_dan.inference.predictor import ONNX_METADATA_KEY
+
+onnx = pytest.importorskip('onnx')
+pytest.importorskip('onnxruntime')
+
+
+def test_reparameterize_keeps_outputs_and_attention(eval_model):
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    for fold in (lambda m: m.reparameterize(), lambda m: timm.utils.reparameterize_model(m, inplace=True)):
+        fused = fold(copy.deepcopy(eval_model))
+        assert fused.heads.fused is not None and isinstance(fused.heads.conv_1x3, torch.nn.Identity)
+        with torch.no_grad():
+            torch.testing.assert_close(fused(x), eval_model(x), atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(fused.forward_attention(x), eval_model.forward_attention(x),
+                                       atol=1e-4, rtol=1e-4)
+    assert eval_model.heads.fused is None  # the copies were folded, not the original
+
+
+@pytest.fixture(scope='module')
+def dynamic_onnx(eval_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp('onnx') / 'dan.onnx'
+    return export_onnx(eval_model, path, dynamic_batch=True)
+
+
+@pytest.mark.slow
+def test_onnx_export_matches_the_unfused_model(dynamic_onnx, eval_model):
+    import onnxruntime as ort
+    report = dynamic_onnx
+    assert report.max_abs_diff < 1e-4 and report.max_abs_diff_attention < 1e-3
+    proto = onnx.load(str(report.path))
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}[ONNX_METADATA_KEY])
+    assert meta['label_names'] == list(eval_model.pretrained_cfg['label_names'])
+    assert meta['data_config']['input_size'] == [3, 64, 64] and meta['attention'] is True
+    # the file holds the reparameterized heads; compare with the original, unfused eager model at batch 5
+    x = torch.randn(5, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    logits, maps = ort.InferenceSession(str(report.path)).run(['logits', 'attention'], {'input': x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, eval_model(x).numpy(), atol=1e-4)
+        np.testing.assert_allclose(maps, eval_model.forward_attention(x).numpy(), atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_onnxruntime_predictor_matches_torch(dynamic_onnx, haar_predictor, astronaut, lfw_faces):
+    ort_predictor = FERPredictor(str(dynamic_onnx.path), detector='haar', backend='onnxruntime')
+    assert ort_predictor.label_names == haar_predictor.label_names
+    inputs = [astronaut, *(np.repeat(f[..., None], 3, 2) for f in lfw_faces[:2])]
+    got = ort_predictor.predict(inputs, attention=True)
+    expected = haar_predictor.predict(inputs, attention=True)
+    assert [len(r.faces) for r in got] == [len(r.faces) for r in expected]
+    for a, b in zip(got, expected, strict=True):
+        for fa, fb in zip(a.faces, b.faces, strict=True):
+            assert fa.box == fb.box and fa.label == fb.label
+            np.testing.assert_allclose(list(fa.probs.values()), list(fb.probs.values()), atol=1e-4)
+            np.testing.assert_allclose(fa.attention, fb.attention, atol=1e-2, rtol=1e-3)
+    with pytest.raises(ValueError, match='needs the path of an exported .onnx file'):
+        FERPredictor(torch.nn.Linear(2, 2), backend='onnxruntime')
+
+
+@pytest.mark.slow
+def test_export_cli_fixed_batch_logits_only(model_name, subprocess_env, python, tmp_path, lfw_faces):
+    import subprocess
+    output = tmp_path / 'fixed.onnx'
+    proc = subprocess.run(
+        [python, '-m', 'timm_dan', 'export', model_name, '--format', 'onnx', '--output', str(output),
+         '--opset', '18', '--no-attention'],
+        capture_output=True, text=True, env=subprocess_env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert 'input 1x3x64x64' in proc.stdout
+    diff = float(proc.stdout.split('max abs diff: logits ')[1].split()[0].rstrip(','))
+    assert diff < 1e-4
+    # a fixed batch of 1: the predictor feeds the 3 faces one at a time
+    faces = [np.repeat(f[..., None], 3, 2) for f in lfw_faces[:3]]
+    ort_predictor = FERPredictor(str(output), detector='none', backend='onnxruntime')
+    torch_predictor = FERPredictor(model_name, detector='none')
+    for a, b in zip(ort_predictor.predict(faces), torch_predictor.predict(faces), strict=True):
+        np.testing.assert_allclose(list(a.faces[0].probs.values()), list(b.faces[0].probs.values()), atol=1e-4)
+    with pytest.raises(ValueError, match='no attention output'):
+        ort_predictor.predict(faces[0], attention=True)
+
+
+def test_export_cli_unknown_model_exits_2(tmp_path, capsys):
+    from timm_dan.cli import main
+    code = main(['export', 'local-dir:' + str(tmp_path / 'nothing'), '--output', str(tmp_path / 'x.onnx')])
+    assert code == 2 and 'could not load model' in capsys.readouterr().err
+    assert not (tmp_path / 'x.onnx').exists()

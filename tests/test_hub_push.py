@@ -1,0 +1,96 @@
+"""hub/push.py: validation, --dry-run output, the no-token message, and the upload calls (no network)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+from timm_dan.hub import Metric, ModelCardInfo, push_model_folder, save_model_folder
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+    torch.manual_seed(0)
+    model = timm.create_model('dan_resnet18', num_classes=7).eval()
+    card = ModelCardInfo('dan_resnet18.test-run', ['rafdb'], metrics=[Metric('accuracy', 50.0, 'rafdb')])
+    return save_model_folder(model, tmp_path_factory.mktemp('push') / 'best', card=card)
+
+
+def _push(args, env):
+    push = Path(__file__).resolve().parents[1] / 'hub' / 'push.py'
+    return subprocess.run([sys.executable, str(push), *map(str, args)], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.slow
+def test_dry_run_prints_files_and_metadata(folder, subprocess_env):
+    proc = _push([folder, '--repo-id', 'timm-dan/dan_resnet18.test-run', '--dry-run', '--private'], subprocess_env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert 'Would upload to https://huggingface.co/timm-dan/dan_resnet18.test-run (private):' in out
+    for name in ('README.md', 'config.json', 'model.safetensors'):
+        size = (folder / name).stat().st_size
+        assert f'  {name}  {size:,} bytes' in out
+    assert "Model: 7 classes ['neutral', 'happy', 'sad', 'surprise', 'fear', 'disgust', 'anger'], output [2, 7]" in out
+    metadata = json.loads(out.split('Card metadata:\n')[1])
+    assert metadata['library_name'] == 'timm'
+    assert metadata['model-index'][0]['results'][0]['metrics'][0]['value'] == 50.0
+
+
+def test_no_token_is_a_clear_error(folder, monkeypatch):
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, 'get_token', lambda: None)
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', False)
+    with pytest.raises(RuntimeError, match=r'No Hugging Face token found: run `hf auth login`, or set HF_TOKEN .* '
+                                           r"write access to 'timm-dan'"):
+        push_model_folder(folder, 'timm-dan/x')
+
+
+def test_offline_upload_is_refused(folder, monkeypatch):
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', True)
+    with pytest.raises(RuntimeError, match='HF_HUB_OFFLINE is set'):
+        push_model_folder(folder, 'timm-dan/x', token='hf_test')
+
+
+def test_folder_without_config_names_it(folder, tmp_path):
+    broken = tmp_path / 'broken'
+    broken.mkdir()
+    (broken / 'model.safetensors').write_bytes((folder / 'model.safetensors').read_bytes())
+    with pytest.raises(FileNotFoundError, match=f'{broken} is not a complete timm Hub folder: missing config.json, '
+                                                'README.md'):
+        push_model_folder(broken, 'timm-dan/x', dry_run=True)
+
+
+def test_upload_calls(folder, monkeypatch):
+    calls = []
+
+    class FakeCommit:
+        commit_url = 'https://huggingface.co/timm-dan/x/commit/abc'
+        pr_url = 'https://huggingface.co/timm-dan/x/discussions/1'
+
+    class FakeApi:
+        def __init__(self, token):
+            calls.append(('token', token))
+
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(('create_repo', repo_id, kwargs))
+
+        def upload_folder(self, **kwargs):
+            calls.append(('upload_folder', kwargs))
+            return FakeCommit()
+
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, 'HfApi', FakeApi)
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', False)
+    summary = push_model_folder(folder, 'timm-dan/x', private=True, create_pr=True, token='hf_test')
+    assert summary['url'] == FakeCommit.pr_url
+    assert calls[0] == ('token', 'hf_test')
+    assert calls[1] == ('create_repo', 'timm-dan/x', {'private': True, 'exist_ok': True})
+    upload = calls[2][1]
+    assert upload['repo_id'] == 'timm-dan/x' and upload['create_pr'] is True
+    assert upload['folder_path'] == str(folder)
+    assert sorted(upload['allow_patterns']) == ['README.md', 'config.json', 'model.safetensors']

@@ -1,0 +1,145 @@
+"""AffectNet, either release: the full one (csv lists + face boxes) or the compact one (images + .npy annotations)."""
+import csv
+from collections import Counter
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from datasets import Sequence, Value
+
+from ..builder import SourceScan, layout_error, list_images
+from ..labels import LABELS
+from ._parse import code, parse
+
+FULL_LISTS = 'Manually_Annotated_file_lists'
+FULL_IMAGES = 'Manually_Annotated_Images'
+FULL_CSV = {'train': 'training.csv', 'validation': 'validation.csv'}
+COMPACT = {'train': 'train_set', 'validation': 'val_set'}
+COLUMNS = ('subDirectory_filePath', 'face_x', 'face_y', 'face_width', 'face_height', 'facial_landmarks',
+           'expression', 'valence', 'arousal')
+CODES = range(11)
+MEANING = ', '.join(LABELS) + ', none, uncertain, no-face'
+NON_EMOTION = {8: 'code 8 (none)', 9: 'code 9 (uncertain)', 10: 'code 10 (no-face)'}
+
+FEATURES = {
+    'source_label': Value('int32'),
+    'bbox': Sequence(Value('int32'), length=4),
+    'landmarks': Sequence(Value('float32')),
+    'valence': Value('float32'),
+    'arousal': Value('float32'),
+}
+
+
+def _keep(native: int, num_classes: int, dropped: Counter) -> bool:
+    """Codes 8-10 are not emotions; contempt (7) is out of a 7-class set. Both are counted, never silent."""
+    if native in NON_EMOTION:
+        dropped[NON_EMOTION[native]] += 1
+        return False
+    if native >= num_classes:
+        dropped[f'{LABELS[native]} (num_classes={num_classes})'] += 1
+        return False
+    return True
+
+
+def _landmarks(text: str, path: Path, line: int) -> list[float]:
+    values = [v for v in text.split(';') if v]
+    return parse(lambda v: np.array(v, dtype=np.float64).tolist(), values, path, line,
+                 'landmarks as numbers separated by ";"')
+
+
+def _scan_full(root: Path, num_classes: int) -> SourceScan:
+    splits, dropped, files = {}, {}, []
+    image_root = root / FULL_IMAGES
+    if not image_root.is_dir():
+        raise layout_error(image_root, 'affectnet')
+    for split, name in FULL_CSV.items():
+        path = root / FULL_LISTS / name
+        if not path.is_file():
+            raise layout_error(path, 'affectnet')
+        files.append(path)
+        records, dropped[split] = [], Counter()
+        with open(path, newline='', encoding='utf-8-sig') as f:
+            for line_no, row in enumerate(csv.reader(f), 1):
+                if not row or (line_no == 1 and row[0] == COLUMNS[0]):  # the header is optional
+                    continue
+                if len(row) != len(COLUMNS):
+                    raise ValueError(f'{path}:{line_no}: expected {len(COLUMNS)} columns ({", ".join(COLUMNS)}), '
+                                     f'got {len(row)}')
+                native = code(row[6], path, line_no, CODES, MEANING)
+                if not _keep(native, num_classes, dropped[split]):
+                    continue
+                box = [parse(int, v, path, line_no, f'an integer {c}') for v, c in zip(row[1:5], COLUMNS[1:5],
+                                                                                         strict=True)]
+                records.append({
+                    'path': str(image_root / row[0]), 'file': row[0], 'label': native, 'source_label': native,
+                    'bbox': box, 'landmarks': _landmarks(row[5], path, line_no),
+                    'valence': parse(float, row[7], path, line_no, 'a number (valence)'),
+                    'arousal': parse(float, row[8], path, line_no, 'a number (arousal)'),
+                })
+        splits[split] = records
+    return SourceScan(splits=splits, features=FEATURES, label_files=files, dropped=dropped)
+
+
+def _npy(path: Path) -> Optional[np.ndarray]:
+    """A compact-release annotation: numbers, or numbers stored as a string (never unpickled)."""
+    if not path.is_file():
+        return None
+    try:
+        value = np.load(path, allow_pickle=False)
+        if value.dtype.kind in 'US':
+            text = str(value.reshape(-1)[0] if value.size == 1 else ' '.join(map(str, value.ravel())))
+            value = np.array(text.replace(';', ' ').replace(',', ' ').split(), dtype=np.float64)
+        return value.astype(np.float64).ravel()
+    except ValueError as e:
+        raise ValueError(f'{path}: expected a number (or numbers) stored with numpy.save: {e}') from None
+
+
+def _scan_compact(root: Path, num_classes: int) -> SourceScan:
+    splits, dropped, files = {}, {}, []
+    for split, name in COMPACT.items():
+        images_dir, annotations = root / name / 'images', root / name / 'annotations'
+        for path in (images_dir, annotations):
+            if not path.is_dir():
+                raise layout_error(path, 'affectnet')
+        labelled = {p.name[:-len('_exp.npy')]: p for p in sorted(annotations.glob('*_exp.npy'))}
+        images, others = list_images(images_dir)
+        by_stem = {p.stem: p for p in images}
+        records, dropped[split] = [], Counter()
+        if others:
+            dropped[split]['not an image file'] += len(others)
+        unlabelled = len(set(by_stem) - set(labelled))
+        if unlabelled:
+            dropped[split]['image without N_exp.npy'] += unlabelled
+        for key in sorted(labelled, key=lambda k: (len(k), k)):
+            exp_path = labelled[key]
+            files.append(exp_path)
+            value = _npy(exp_path)
+            if value is None or value.size != 1 or value[0] != int(value[0]):
+                raise ValueError(f'{exp_path}: expected one integer expression code, got {value}')
+            native = code(str(int(value[0])), exp_path, 1, CODES, MEANING)
+            if not _keep(native, num_classes, dropped[split]):
+                continue
+            record: dict[str, Any] = {
+                'path': str(by_stem.get(key, images_dir / f'{key}.jpg')), 'file': f'{name}/images/{key}.jpg',
+                'label': native, 'source_label': native, 'bbox': None,
+            }
+            for column, suffix in (('valence', 'val'), ('arousal', 'aro'), ('landmarks', 'lnd')):
+                extra = annotations / f'{key}_{suffix}.npy'
+                value = _npy(extra)
+                if value is not None:
+                    files.append(extra)
+                    record[column] = value.tolist() if column == 'landmarks' else float(value[0])
+            records.append(record)
+        splits[split] = records
+    return SourceScan(splits=splits, features=FEATURES, label_files=[], stat_files=files, dropped=dropped)
+
+
+def scan(root: Path, num_classes: int = 8) -> SourceScan:
+    """Detect the release: `Manually_Annotated_file_lists/` (full) or `train_set/` + `val_set/` (compact)."""
+    if num_classes not in (7, 8):
+        raise ValueError(f'affectnet: num_classes must be 7 or 8, got {num_classes}')
+    if (root / FULL_LISTS).is_dir():
+        return _scan_full(root, num_classes)
+    if (root / COMPACT['train']).is_dir() or (root / COMPACT['validation']).is_dir():
+        return _scan_compact(root, num_classes)
+    raise layout_error(root / FULL_LISTS, 'affectnet')
