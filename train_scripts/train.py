@@ -1,28 +1,30 @@
 """Train DAN with Accelerate: the paper's recipes, on one CPU or many GPUs, resumable and measured.
 
-    accelerate launch train_scripts/train.py                      # the synthetic demo (a few minutes on a CPU)
+    accelerate launch train_scripts/train.py          # the synthetic demo (train_scripts/configs/synthetic.yaml)
     accelerate launch train_scripts/train.py --config train_scripts/configs/rafdb.yaml \\
         --data-dir /data/RAF-DB/basic --output-dir runs/rafdb [--epochs 2 --batch-size 64 --seed 1 ...]
     accelerate launch train_scripts/train.py --output-dir runs/rafdb --config ... --resume
 
-Every config key is also a command-line option (`--help` lists them). Writes metrics.jsonl, the best epoch's
+Without --config, train_scripts/configs/synthetic.yaml is used. Every config key is also a command-line option;
+those given override the config file. Writes metrics.jsonl, the best epoch's
 confusion matrix, checkpoints/ and best/ (a timm Hub folder) in --output-dir.
 """
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ''):  # run as a script from a checkout: make `timm_dan` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ''):  # run as a script: import `timm_dan` from this checkout, and never take this
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # folder's evaluate.py for the `evaluate` library
 
 import timm  # noqa: E402
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import set_seed  # noqa: E402
-from timm.utils import ModelEmaV3  # noqa: E402
+from timm.utils import ModelEmaV3, distribute_bn  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from timm_dan.metrics import load_fer_metrics  # noqa: E402
@@ -39,6 +41,7 @@ from timm_dan.training import (  # noqa: E402
     load_checkpoint,
     parse_config,
     predict_loader,
+    replica_checksums,
     resolve_channels_last,
     resolve_precision,
     save_checkpoint,
@@ -104,8 +107,10 @@ def main(argv=None) -> int:
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = create_optimizer(cfg, model, loss_fn)
-    scheduler = create_scheduler(cfg, optimizer)
     train_loader = create_loader(cfg, splits['train'], data_config, micro_batch, is_training=True)
+    steps_per_epoch = len(train_loader) // (accelerator.num_processes * cfg.grad_accum_steps)
+    scheduler = create_scheduler(cfg, optimizer, steps_per_epoch)
+    per_step_schedule = cfg.scheduler == 'onecycle'
     epoch_seeded = (train_loader.sampler, train_loader.dataset)  # both take set_epoch
     eval_loaders = {role: create_loader(cfg, splits[role], data_config, 2 * micro_batch, is_training=False)
                     for role in ('validation', 'test') if role in splits}
@@ -129,6 +134,10 @@ def main(argv=None) -> int:
     elif accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / 'metrics.jsonl').unlink(missing_ok=True)
+        if (output_dir / 'checkpoints').is_dir():  # an earlier run's: never resume into a mix of two runs
+            print(f'Starting afresh in {output_dir}: removing the checkpoints of an earlier run there '
+                  f'(pass --resume to continue it instead)')
+            shutil.rmtree(output_dir / 'checkpoints')
     if accelerator.is_main_process:
         (output_dir / 'config.json').write_text(json.dumps(config_to_dict(cfg), indent=1))
     if cfg.report_to:
@@ -149,9 +158,10 @@ def main(argv=None) -> int:
     eval_model = ema.module if ema is not None else unwrapped.model
     val_metrics = None
     for epoch in range(start_epoch, cfg.epochs):
-        for seeded in epoch_seeded:
-            seeded.set_epoch(epoch)
         loader = accelerator.skip_first_batches(train_loader, skip_batches) if skip_batches else train_loader
+        loader.set_epoch(epoch)  # Accelerate's loader re-sets its sampler's epoch from this on every pass
+        for seeded in epoch_seeded:  # ... and these, however deeply Accelerate wrapped them
+            seeded.set_epoch(epoch)
         module.train()
         lr = optimizer.param_groups[0]['lr']
         progress = tqdm(total=len(train_loader), initial=skip_batches, desc=f'epoch {epoch + 1}/{cfg.epochs}',
@@ -165,6 +175,8 @@ def main(argv=None) -> int:
                 progress.set_postfix(loss=f'{step.peek_loss():.3f}',
                                      img_s=f'{images_seen / (time.perf_counter() - start):.1f}')
             at_boundary = accelerator.sync_gradients
+            if at_boundary and per_step_schedule:
+                scheduler.step()
             if at_boundary and cfg.checkpoint_steps and step.optimizer_steps % cfg.checkpoint_steps == 0 \
                     and batch + 1 < len(train_loader):
                 checkpoint(epoch, batch + 1)
@@ -173,9 +185,14 @@ def main(argv=None) -> int:
         progress.close()
         skip_batches = 0
         train_time = time.perf_counter() - start
-        scheduler.step()
+        if not per_step_schedule:
+            scheduler.step()
         step.check_finite()
         losses = step.read_losses()
+        if accelerator.num_processes > 1:  # BatchNorm statistics are per process: average them before evaluating
+            for bn_model in (unwrapped, ema):
+                if bn_model is not None:
+                    distribute_bn(bn_model, accelerator.num_processes, reduce=True)
 
         val_metrics = evaluate_split(accelerator, eval_model, eval_loaders['validation'], cfg.num_classes,
                                      channels_last)
@@ -208,12 +225,16 @@ def main(argv=None) -> int:
         if cfg.max_train_steps and step.optimizer_steps >= cfg.max_train_steps:
             break
 
-    results = finish(accelerator, cfg, output_dir, eval_loaders, splits, data_config, best, channels_last)
+    checksums = replica_checksums(accelerator, module)
+    if any(len(set(values)) > 1 for values in checksums.values()):
+        raise RuntimeError(f'the processes ended with different weights: {checksums}')
+    results = finish(accelerator, cfg, output_dir, eval_loaders, splits, data_config, best, channels_last,
+                     checksums)
     accelerator.end_training()
     return 0 if results is not None else 1
 
 
-def finish(accelerator, cfg, output_dir, eval_loaders, splits, data_config, best, channels_last):
+def finish(accelerator, cfg, output_dir, eval_loaders, splits, data_config, best, channels_last, checksums):
     """Evaluate the selected weights (best/) on validation and test, rewrite the card, print where it went."""
     best_dir = output_dir / 'best'
     accelerator.wait_for_everyone()
@@ -232,7 +253,8 @@ def finish(accelerator, cfg, output_dir, eval_loaders, splits, data_config, best
                                    stem='confusion_matrix_test')
         export_best(model, output_dir, cfg, results, splits.split_names, splits.label_names, data_config,
                     best['epoch'])
-        summary = {'best_epoch': best['epoch'], 'split_names': splits.split_names, **best_summary(results)}
+        summary = {'best_epoch': best['epoch'], 'split_names': splits.split_names, **best_summary(results),
+                   'num_processes': accelerator.num_processes, 'process_checksums': checksums}
         (output_dir / 'results.json').write_text(json.dumps(summary, indent=1))
         lines = [f'{role} ({splits.split_names[role]}): ' + ', '.join(
             f'{k} {v:.4f}' for k, v in values.items() if k != 'num_samples')
@@ -241,10 +263,17 @@ def finish(accelerator, cfg, output_dir, eval_loaders, splits, data_config, best
             f'Best epoch {best["epoch"]} (selected on {splits.split_names["validation"]}):', *lines,
             f'The model is in {best_dir}/ (config.json, model.safetensors, README.md). Load it with:',
             f'    import timm, timm_dan; model = timm.create_model("local-dir:{best_dir}", pretrained=True)',
-            f'or evaluate it: python train_scripts/evaluate.py --model local-dir:{best_dir} --dataset {cfg.dataset}',
+            f'or evaluate it: python train_scripts/evaluate.py --model local-dir:{best_dir} --dataset {cfg.dataset}'
+            + (f' --data-dir {cfg.data_dir}' if cfg.data_dir else '')
+            + (f" --dataset-options '{json.dumps(cfg.dataset_options)}'" if cfg.dataset_options else '')
+            + f' --split {cfg.test_split or cfg.val_split}',
         ]))
     return results
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ConfigError, FileNotFoundError) as e:  # bad input: a message, not a traceback
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)

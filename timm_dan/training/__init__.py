@@ -10,6 +10,7 @@ from .engine import (
     NonFiniteLossError,
     TrainStep,
     predict_loader,
+    replica_checksums,
     resolve_channels_last,
     resolve_precision,
 )
@@ -18,6 +19,6 @@ from .factory import create_loss, create_model, create_optimizer, create_schedul
 __all__ = [
     'TrainConfig', 'ConfigError', 'load_config', 'parse_config', 'config_to_dict', 'flat_config',
     'create_model', 'create_loss', 'create_optimizer', 'create_scheduler', 'split_batch_size',
-    'DANTrainModule', 'TrainStep', 'NonFiniteLossError', 'predict_loader', 'resolve_precision',
+    'DANTrainModule', 'TrainStep', 'NonFiniteLossError', 'predict_loader', 'replica_checksums', 'resolve_precision',
     'resolve_channels_last', 'save_checkpoint', 'load_checkpoint', 'latest_checkpoint',
 ]

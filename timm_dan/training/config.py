@@ -56,7 +56,7 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4  # applies to the affinity centres too, as in the paper's code
-    scheduler: str = 'step'  # step (StepLR), exponential, cosine, constant; stepped once per epoch
+    scheduler: str = 'step'  # step (StepLR), exponential, cosine, constant (per epoch); onecycle (per step)
     step_size: int = 10
     gamma: float = 0.1
     clip_grad: Optional[float] = None  # max gradient norm
@@ -86,7 +86,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = typing.get_type_hints(TrainConfig)
 _CHOICES = {
     'optimizer': ('sgd', 'adam', 'adamw'),
-    'scheduler': ('step', 'exponential', 'cosine', 'constant'),
+    'scheduler': ('step', 'exponential', 'cosine', 'constant', 'onecycle'),
     'precision': ('auto', 'fp32', 'bf16', 'fp16'),
     'select_metric': ('accuracy', 'mean_class_accuracy', 'macro_f1'),
 }
@@ -169,7 +169,7 @@ def build_parser(description: str = '') -> argparse.ArgumentParser:
     """An argparse parser with one option per config key (defaults suppressed: only given keys override)."""
     parser = argparse.ArgumentParser(
         description=description, allow_abbrev=False, argument_default=argparse.SUPPRESS,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument('--config', help='YAML file of config keys (see train_scripts/configs/)')
     defaults = TrainConfig()
@@ -177,7 +177,7 @@ def build_parser(description: str = '') -> argparse.ArgumentParser:
         flag = '--' + name.replace('_', '-')
         kind, optional = _unwrap_optional(hint)
         kind = typing.get_origin(kind) or kind
-        help_text = f'default: {getattr(defaults, name)!r}'
+        help_text = f'TrainConfig default: {getattr(defaults, name)!r}'
         if name == 'resume':
             parser.add_argument(flag, nargs='?', const='latest', metavar='PATH',
                                 help='continue from the latest checkpoint in output-dir/checkpoints, or from PATH')

@@ -8,18 +8,20 @@ device supports it and channels_last memory format, unless the config turns them
 saved. `skip_nonfinite=True` instead checks the synchronised gradients every step (one host sync) and skips
 the optimizer step on every process at once.
 """
+import hashlib
 import os
 from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 
 from ..losses import DANLoss, DANLossParts
 
 __all__ = [
     'resolve_precision', 'resolve_channels_last', 'DANTrainModule', 'TrainStep', 'NonFiniteLossError',
-    'predict_loader',
+    'predict_loader', 'replica_checksums',
 ]
 
 
@@ -129,11 +131,14 @@ class TrainStep:
         self._sums = torch.zeros(4, device=device, dtype=torch.float64)  # total, ce, affinity, partition
         self._count = torch.zeros((), device=device, dtype=torch.float64)
         self._first_nonfinite = torch.full((), -1, device=device, dtype=torch.int64)
+        self._saved_buffers: list = []
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> DANLossParts:
         images = images.contiguous(memory_format=self.memory_format)
         if self.step_seed is not None:
             torch.manual_seed(self.step_seed * 1_000_003 + self.micro_step)
+        if self.skip_nonfinite:  # a skipped step must not leave its BatchNorm statistics behind either
+            self._saved_buffers = [b.clone() for b in self.module.buffers() if b.is_floating_point()]
         with self.accelerator.accumulate(self.module):
             parts = self.module(images, labels)
             self.accelerator.backward(parts.total)
@@ -143,7 +148,7 @@ class TrainStep:
         finite = torch.isfinite(parts.total)
         self._first_nonfinite = torch.where(
             (self._first_nonfinite < 0) & ~finite, self.micro_step, self._first_nonfinite)
-        self._sums += torch.stack([p.double() for p in parts]) * finite
+        self._sums += torch.where(finite, torch.stack([p.double() for p in parts]), 0.0)
         self._count += finite.double()
         self.micro_step += 1
         return parts
@@ -159,6 +164,8 @@ class TrainStep:
                                        f'(micro-batch {self.micro_step})')
                 self.optimizer.zero_grad(set_to_none=True)
                 self._first_nonfinite.fill_(-1)
+                buffers = [b for b in self.module.buffers() if b.is_floating_point()]
+                torch._foreach_copy_(buffers, self._saved_buffers)
                 return
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -214,6 +221,25 @@ class TrainStep:
             self._count.zero_()
         names = ('loss', 'ce', 'affinity', 'partition')
         return {name: value / count for name, value in zip(names, sums[:4], strict=True)}
+
+
+def replica_checksums(accelerator: Accelerator, module: nn.Module) -> dict[str, list]:
+    """SHA-256 of the affinity centres and of all weights, per process (equal when the replicas are in sync)."""
+
+    def digest(tensors) -> str:
+        h = hashlib.sha256()
+        for t in tensors:
+            h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    unwrapped = accelerator.unwrap_model(module)
+    local = {'affinity_centers': digest([unwrapped.loss_fn.affinity.centers]),
+             'weights': digest(unwrapped.state_dict().values())}
+    if accelerator.num_processes == 1:
+        return {k: [v] for k, v in local.items()}
+
+    gathered = gather_object([local])
+    return {k: [g[k] for g in gathered] for k in local}
 
 
 @torch.no_grad()

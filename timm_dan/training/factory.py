@@ -45,9 +45,17 @@ def create_optimizer(cfg: TrainConfig, model: nn.Module, loss_fn: nn.Module) -> 
     return kind(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def create_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    """An epoch-wise schedule: StepLR(step_size, gamma), ExponentialLR(gamma), cosine to 0, or constant."""
+def create_scheduler(
+        cfg: TrainConfig,
+        optimizer: torch.optim.Optimizer,
+        steps_per_epoch: int = 1,
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """StepLR(step_size, gamma), ExponentialLR(gamma), cosine to 0 or constant, stepped once per epoch; or
+    'onecycle' (warm-up over the first 15% then cosine decay), stepped after every optimizer step."""
     sched = torch.optim.lr_scheduler
+    if cfg.scheduler == 'onecycle':
+        return sched.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(cfg.epochs * steps_per_epoch, 1),
+                                pct_start=0.15)
     if cfg.scheduler == 'step':
         return sched.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
     if cfg.scheduler == 'exponential':

@@ -1,4 +1,5 @@
 """What a run writes besides checkpoints: metrics.jsonl, the confusion matrix and the `best/` Hub folder."""
+import copy
 import json
 import os
 from collections.abc import Sequence
@@ -94,14 +95,10 @@ def export_best(
         description=f'Trained with `train_scripts/train.py` (timm-dan); selected on {split_names["validation"]}.',
     )
     model_config = {'label_names': list(label_names), 'num_classes': len(label_names)}
-    channels_last = any(p.ndim == 4 and not p.is_contiguous() for p in model.parameters())
-    model.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors only
-    try:
-        return save_model_folder(model, Path(output_dir) / 'best', card=card, data_config=data_config,
-                                 model_config=model_config, overwrite=True)
-    finally:
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
+    # a contiguous copy: safetensors stores contiguous tensors only, and the training model keeps its layout
+    model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    return save_model_folder(model, Path(output_dir) / 'best', card=card, data_config=data_config,
+                             model_config=model_config, overwrite=True)
 
 
 def best_summary(results: dict[str, Optional[dict[str, Any]]]) -> dict[str, Any]:

@@ -1,0 +1,209 @@
+"""The training library: metrics vs scikit-learn, config parsing and checking, recipes, seeded data, TrainStep."""
+from pathlib import Path
+
+import evaluate
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, recall_score
+
+from timm_dan.metrics import FER_METRICS_PATH, load_fer_metrics
+from timm_dan.training import (
+    ConfigError,
+    DANTrainModule,
+    NonFiniteLossError,
+    TrainConfig,
+    TrainStep,
+    create_loss,
+    create_model,
+    create_optimizer,
+    create_scheduler,
+    load_config,
+    parse_config,
+    resolve_precision,
+)
+from timm_dan.training.data import SeededAugmentation, SeededShuffleSampler
+
+CONFIGS = Path(__file__).resolve().parents[1] / 'train_scripts' / 'configs'
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """Accelerate keeps one process-wide state; tests that build an Accelerator in-process must not share it."""
+    from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_metrics_match_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    refs = rng.integers(0, 6, 500)  # class 6 of 7 absent from the references
+    preds = np.where(rng.random(500) < 0.6, refs, rng.integers(0, 7, 500))
+    metric = evaluate.load(FER_METRICS_PATH, keep_in_memory=True)  # the local module path loads offline
+    for start in range(0, 500, 128):
+        metric.add_batch(predictions=preds[start:start + 128], references=refs[start:start + 128])
+    out = metric.compute(num_classes=7)
+    assert out['num_samples'] == 500
+    assert out['accuracy'] == pytest.approx((preds == refs).mean())
+    assert out['mean_class_accuracy'] == pytest.approx(balanced_accuracy_score(refs, preds))
+    assert out['macro_f1'] == pytest.approx(f1_score(refs, preds, average='macro'))
+    np.testing.assert_allclose(out['per_class_recall'][:6], recall_score(refs, preds, average=None, labels=range(6)))
+    assert out['per_class_recall'][6] is None
+    np.testing.assert_array_equal(out['confusion_matrix'], confusion_matrix(refs, preds, labels=range(7)))
+
+
+def test_metrics_reject_out_of_range_labels():
+    metric = load_fer_metrics()
+    metric.add_batch(predictions=[0, 7], references=[0, 1])
+    with pytest.raises(ValueError, match=r'outside \[0, 7\)'):
+        metric.compute(num_classes=7)
+
+
+@pytest.mark.parametrize('name', ['rafdb', 'affectnet7', 'affectnet8', 'sfew', 'synthetic'])
+def test_shipped_configs_load_and_state_their_source(name):
+    cfg = load_config(CONFIGS / f'{name}.yaml')
+    assert cfg.source and cfg.target
+    assert cfg.num_classes == (8 if name in ('affectnet8', 'synthetic') else 7)
+
+
+def test_rafdb_recipe_optimizer_decays_the_affinity_centres():
+    cfg = load_config(CONFIGS / 'rafdb.yaml', {'backbone_pretrained': None, 'image_size': 32})
+    assert (cfg.val_fraction, cfg.test_split, cfg.epochs, cfg.batch_size) == (0.1, 'test', 40, 256)
+    model = create_model(cfg)
+    loss_fn = create_loss(cfg, model)
+    optimizer = create_optimizer(cfg, model, loss_fn)
+    assert isinstance(optimizer, torch.optim.SGD)
+    centres = loss_fn.affinity.centers
+    group = next(g for g in optimizer.param_groups if any(p is centres for p in g['params']))
+    assert (group['lr'], group['momentum'], group['weight_decay']) == (0.1, 0.9, 1e-4)
+    scheduler = create_scheduler(cfg, optimizer)
+    lrs = []
+    for _ in range(21):
+        lrs.append(optimizer.param_groups[0]['lr'])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[9] == pytest.approx(0.1) and lrs[10] == pytest.approx(0.01) and lrs[20] == pytest.approx(0.001)
+
+
+def test_affectnet_recipe():
+    cfg = load_config(CONFIGS / 'affectnet8.yaml')
+    assert (cfg.optimizer, cfg.lr, cfg.weight_decay) == ('adam', 1e-4, 0.0)
+    assert (cfg.scheduler, cfg.gamma) == ('exponential', 0.6)
+    assert cfg.balanced_sampler and cfg.epochs == 10 and cfg.dataset_options == {'num_classes': 8}
+
+
+def test_demo_recipe_one_cycle_warms_up_then_decays():
+    cfg = load_config(CONFIGS / 'synthetic.yaml', {'epochs': 2})
+    model = torch.nn.Linear(2, 2)
+    optimizer = create_optimizer(cfg, model, torch.nn.Linear(1, 1))
+    scheduler = create_scheduler(cfg, optimizer, steps_per_epoch=10)
+    lrs = []
+    for _ in range(20):
+        lrs.append(optimizer.param_groups[0]['lr'])
+        optimizer.step()
+        scheduler.step()
+    peak = max(range(20), key=lrs.__getitem__)
+    assert peak in (2, 3) and lrs[peak] == pytest.approx(cfg.lr) and lrs[0] < cfg.lr / 10 and lrs[-1] < cfg.lr / 10
+
+
+def test_command_line_overrides_and_types(tmp_path):
+    cfg = parse_config(['--config', str(CONFIGS / 'rafdb.yaml'), '--epochs', '2', '--batch-size', '64', '--lr',
+                        '0.01', '--model', 'dan_resnet50', '--image-size', '112', '--seed', '1', '--deterministic',
+                        '--resume', '--mixed-precision', 'fp32', '--channels-last', 'false',
+                        '--dataset-options', '{aligned: false}'])
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.model, cfg.image_size, cfg.seed) == (
+        2, 64, 0.01, 'dan_resnet50', 112, 1)
+    assert cfg.deterministic and cfg.resume == 'latest' and cfg.precision == 'fp32' and cfg.channels_last is False
+    assert cfg.dataset_options == {'aligned': False} and cfg.momentum == 0.9  # the rest from the file
+    assert resolve_precision('fp32') == 'no'
+
+
+def test_unknown_or_mistyped_keys_are_errors(tmp_path, capsys):
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('epochs: 3\nlearning_rate: 0.1\n')
+    with pytest.raises(ConfigError, match=r'bad.yaml: unknown config key `learning_rate`'):
+        load_config(bad)
+    bad.write_text('epochs: three\n')
+    with pytest.raises(ConfigError, match=r'bad.yaml: `epochs` expects int, got \'three\''):
+        load_config(bad)
+    bad.write_text('optimizer: lamb\n')
+    with pytest.raises(ConfigError, match='`optimizer` must be one of sgd, adam, adamw'):
+        load_config(bad)
+    with pytest.raises(SystemExit):
+        parse_config(['--epoch', '2'])  # no abbreviations, no unknown options
+    assert 'unrecognized arguments: --epoch 2' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_config(['--batch-size', 'big'])
+    assert "invalid int value: 'big'" in capsys.readouterr().err
+
+
+class _Items(torch.utils.data.Dataset):
+    """Returns random numbers per item (as a random augmentation would)."""
+
+    def __len__(self):
+        return 100
+
+    def __getitems__(self, indices):
+        return [torch.rand(3) + i for i in indices]
+
+
+def test_seeded_augmentation_depends_on_seed_epoch_and_indices_only():
+    data = SeededAugmentation(_Items(), seed=3)
+    torch.manual_seed(0)
+    first = torch.stack(data.__getitems__([5, 7]))
+    state = torch.get_rng_state()
+    torch.manual_seed(123)  # a different process RNG state
+    again = torch.stack(data.__getitems__([5, 7]))
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+    torch.manual_seed(123)
+    data.__getitems__([5, 7])
+    assert torch.equal(torch.get_rng_state(), torch.random.manual_seed(123).get_state())  # untouched
+    data.set_epoch(1)
+    assert not torch.equal(first, torch.stack(data.__getitems__([5, 7])))
+    assert torch.get_rng_state().shape == state.shape
+
+
+def test_seeded_shuffle_sampler_is_a_permutation_per_epoch():
+    sampler = SeededShuffleSampler(50, seed=1)
+    epoch0 = list(sampler)
+    assert sorted(epoch0) == list(range(50)) and list(sampler) == epoch0
+    sampler.set_epoch(1)
+    assert list(sampler) != epoch0
+
+
+def _tiny_step(skip_nonfinite: bool):
+    from accelerate import Accelerator
+    cfg = TrainConfig(num_classes=3, optimizer='sgd', lr=0.01)
+    model = create_model(cfg)
+    loss_fn = create_loss(cfg, model)
+    optimizer = create_optimizer(cfg, model, loss_fn)
+    accelerator = Accelerator(cpu=True, mixed_precision='no')
+    module, optimizer = accelerator.prepare(DANTrainModule(model, loss_fn), optimizer)
+    return TrainStep(accelerator, module, optimizer, channels_last=False, skip_nonfinite=skip_nonfinite), module
+
+
+def test_nonfinite_loss_stops_with_the_step_or_is_skipped():
+    torch.manual_seed(0)
+    images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    bad = images.clone()
+    bad[0, 0, 0, 0] = float('nan')
+
+    step, _ = _tiny_step(skip_nonfinite=False)
+    step(images, labels)
+    step.check_finite()
+    step(bad, labels)  # no host sync here: the error comes at the next check
+    with pytest.raises(NonFiniteLossError, match='at micro-batch 1 '):
+        step.check_finite()
+
+    step, module = _tiny_step(skip_nonfinite=True)
+    step(images, labels)
+    before = {k: v.clone() for k, v in module.state_dict().items() if v.is_floating_point()}
+    step(bad, labels)
+    after = module.state_dict()
+    assert step.skipped_steps == 1 and step.optimizer_steps == 1
+    for k in ('model.fc.weight', 'loss_fn.affinity.centers', 'model.backbone.bn1.running_mean'):
+        torch.testing.assert_close(after[k], before[k], rtol=0, atol=0)
+    losses = step.read_losses()
+    assert np.isfinite(losses['loss']) and set(losses) == {'loss', 'ce', 'affinity', 'partition'}

@@ -1,0 +1,114 @@
+"""Evaluate a DAN on a FER data set: accuracy, mean class accuracy, macro F1, per-class recall, confusion matrix.
+
+    python train_scripts/evaluate.py --model local-dir:runs/rafdb/best --dataset rafdb --data-dir DIR --split test
+    python train_scripts/evaluate.py --model dan_resnet18.affectnet7 --dataset rafdb --data-dir DIR --tta
+    accelerate launch train_scripts/evaluate.py ...      # several processes: every image counted once
+
+`--model` takes `local-dir:` folders, `hf-hub:` ids and registered pretrained tags. Labels are canonical in
+every data set, so models evaluate across data sets: a 7-class model on an 8-class set skips the contempt
+images (and says how many); an 8-class model on a 7-class set keeps contempt as a possible (wrong) answer.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ''):  # run as a script: import `timm_dan` from this checkout, and never take this
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # folder's evaluate.py for the `evaluate` library
+
+import timm  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from accelerate import Accelerator  # noqa: E402
+
+import timm_dan  # noqa: E402
+from timm_dan.data import load_fer_dataset  # noqa: E402
+from timm_dan.metrics import load_fer_metrics  # noqa: E402
+from timm_dan.training import predict_loader, resolve_channels_last, resolve_precision  # noqa: E402
+from timm_dan.training.config import TrainConfig  # noqa: E402
+from timm_dan.training.data import create_loader  # noqa: E402
+from timm_dan.training.reporting import write_confusion_matrix  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--model', required=True, help='local-dir:DIR, hf-hub:ID or a timm name with a tag')
+    parser.add_argument('--dataset', required=True, help='a timm_dan.data.FER_DATASETS name')
+    parser.add_argument('--data-dir', default=None)
+    parser.add_argument('--dataset-options', type=yaml.safe_load, default={},
+                        help='extra load_fer_dataset options as YAML, e.g. "{num_classes: 7}"')
+    parser.add_argument('--split', default=None, help='default: test, else validation')
+    parser.add_argument('--tta', action='store_true', help='average with the horizontally flipped image')
+    parser.add_argument('--image-size', type=int, default=None, help="default: the model's input size")
+    parser.add_argument('--batch-size', type=int, default=64)
+    parser.add_argument('--num-workers', type=int, default=2)
+    parser.add_argument('--precision', default='auto', choices=('auto', 'fp32', 'bf16', 'fp16'))
+    parser.add_argument('--output-json', default=None, help='write the metrics here (and the PNG beside it)')
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.dataset != 'synthetic' and not (args.data_dir and Path(args.data_dir).is_dir()):
+        raise SystemExit(f'error: --data-dir {args.data_dir} is not a folder; {args.dataset} needs its data')
+    accelerator = Accelerator(mixed_precision=resolve_precision(args.precision))
+    channels_last = resolve_channels_last(None)
+    model = timm.create_model(args.model, pretrained=True).eval()
+    num_classes = model.num_classes
+    with accelerator.main_process_first():
+        data = load_fer_dataset(args.dataset, args.data_dir, **args.dataset_options)
+    split = args.split or ('test' if 'test' in data else 'validation')
+    if split not in data:
+        raise SystemExit(f'error: {args.dataset} has splits {list(data)}, not {split!r}')
+    dataset = data[split]
+    data_labels = dataset.features['label'].names
+    notes = []
+    if len(data_labels) > num_classes:
+        dropped = sum(1 for label in dataset['label'] if label >= num_classes)
+        dataset = dataset.filter(lambda label: label < num_classes, input_columns='label')
+        notes.append(f'the model has {num_classes} classes: skipped {dropped} images of '
+                     f'{", ".join(data_labels[num_classes:])}')
+    elif len(data_labels) < num_classes:
+        notes.append(f'the data set has {len(data_labels)} classes; the model may still answer '
+                     f'{", ".join(timm_dan.LABELS[len(data_labels):num_classes])} (always wrong here)')
+    label_names = list(timm_dan.LABELS[:max(num_classes, len(data_labels))])
+
+    data_config = timm.data.resolve_model_data_config(model)
+    if args.image_size:
+        data_config['input_size'] = (data_config['input_size'][0], args.image_size, args.image_size)
+    loader_cfg = TrainConfig(num_workers=args.num_workers)
+    loader = create_loader(loader_cfg, dataset, data_config, args.batch_size, is_training=False)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    model, loader = accelerator.prepare(model, loader)
+    outputs = predict_loader(accelerator, model, loader, channels_last=channels_last, tta=args.tta)
+    metric = load_fer_metrics()
+    metric.add_batch(predictions=outputs['predictions'].tolist(), references=outputs['references'].tolist())
+    results = metric.compute(num_classes=len(label_names))
+
+    if accelerator.is_main_process:
+        title = f'{args.model} on {args.dataset} {split}' + (' (TTA)' if args.tta else '')
+        print(title)
+        for note in notes:
+            print(f'note: {note}')
+        print(format_table(results, label_names))
+        if args.output_json:
+            out = Path(args.output_json)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            record = {'model': args.model, 'dataset': args.dataset, 'split': split, 'tta': args.tta, 'notes': notes}
+            write_confusion_matrix(out.parent, {**record, **results}, label_names, title, stem=out.stem)
+            print(f'wrote {out} and {out.with_suffix(".png")}')
+    return 0
+
+
+def format_table(results: dict, label_names: list) -> str:
+    rows = [('images', str(results['num_samples']))]
+    rows += [(name.replace('_', ' '), f'{100 * results[name]:.2f}%')
+             for name in ('accuracy', 'mean_class_accuracy', 'macro_f1')]
+    rows += [(f'recall {name}', '-' if recall is None else f'{100 * recall:.2f}%')
+             for name, recall in zip(label_names, results['per_class_recall'], strict=True)]
+    width = max(len(name) for name, _ in rows)
+    return '\n'.join(f'{name:<{width}}  {value:>8}' for name, value in rows)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
