@@ -1,0 +1,80 @@
+"""The input pipelines the data benchmark compares, on one generated JPEG tree of 100x100 faces.
+
+baseline: torchvision `ImageFolder` + PIL + the authors' RAF-DB train augmentations (torchvision v1 transforms
+    on PIL images, then float tensors), one sample at a time, default collate.
+ours: the tree as a `datasets` split -> `timm_dan.data.prepare_dataset` decoding to uint8 only ->
+    `timm_dan.data.BatchCollate` with the same recipe ('rafdb'), which resizes, augments and normalises whole
+    batches (`per_sample=True`: the per-sample `create_transform` + `fer_collate` path instead).
+Both read the same files through a DataLoader with the same batch size and number of workers.
+"""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torchvision import datasets as tv_datasets
+from torchvision import transforms as T
+from torchvision.transforms import v2
+
+from timm_dan.data import LABELS, BatchCollate, create_transform, fer_collate, prepare_dataset
+from timm_dan.data.synthetic import draw_faces
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def write_jpeg_tree(root: Path, num_images: int, num_classes: int = 7, size: int = 100, seed: int = 0) -> Path:
+    """`root/<class>/<i>.jpg`: `num_images` synthetic aligned faces (RAF-DB's aligned crops are 100x100 JPEGs)."""
+    names = LABELS[:num_classes]
+    rng = np.random.default_rng(seed)
+    labels = np.arange(num_images) % num_classes
+    for i, (label, image) in enumerate(zip(labels, draw_faces(labels, size, rng, names), strict=True)):
+        folder = root / names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f'{i:06d}.jpg'), image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return root
+
+
+def baseline_loader(root: Path, image_size: int, batch_size: int, num_workers: int) -> DataLoader:
+    """ImageFolder + PIL, the authors' RAF-DB train transform written with torchvision v1 transforms."""
+    transform = T.Compose([
+        T.Resize((image_size, image_size)),
+        T.RandomHorizontalFlip(),
+        T.RandomApply([T.RandomRotation(20), T.RandomCrop(image_size, padding=round(32 * image_size / 224))], p=0.2),
+        T.ToTensor(),
+        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        T.RandomErasing(scale=(0.02, 0.25)),
+    ])
+    dataset = tv_datasets.ImageFolder(str(root), transform=transform)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers, drop_last=True,
+                      persistent_workers=num_workers > 0)
+
+
+def our_loader(root: Path, image_size: int, batch_size: int, num_workers: int, per_sample: bool = False,
+               pin_memory: bool = False) -> DataLoader:
+    """The same files as a `datasets` split through timm_dan.data's decode + transform + collate."""
+    from datasets import ClassLabel, Dataset, Features, Image
+
+    files = sorted(root.glob('*/*.jpg'))
+    names = sorted({f.parent.name for f in files})
+    features = Features({'image': Image(), 'label': ClassLabel(names=names)})
+    dataset = Dataset.from_dict(
+        {'image': [str(f) for f in files], 'label': [names.index(f.parent.name) for f in files]}, features=features)
+    data_config = {'input_size': (3, image_size, image_size), 'interpolation': 'bilinear',
+                   'mean': IMAGENET_MEAN, 'std': IMAGENET_STD}
+    if per_sample:
+        transform, collate = create_transform(data_config, 'rafdb', is_training=True), fer_collate
+    else:
+        transform, collate = v2.Identity(), BatchCollate(data_config, 'rafdb', is_training=True)
+    return DataLoader(prepare_dataset(dataset, transform), batch_size=batch_size, shuffle=True,
+                      num_workers=num_workers, drop_last=True, collate_fn=collate, persistent_workers=num_workers > 0,
+                      pin_memory=pin_memory)
+
+
+def drain(loader: DataLoader) -> int:
+    """Iterate one epoch; returns the number of images (checks each batch's shape and dtype)."""
+    count = 0
+    for images, labels in loader:
+        assert images.dtype == torch.float32 and images.shape[0] == labels.shape[0]
+        count += images.shape[0]
+    return count

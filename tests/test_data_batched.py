@@ -1,0 +1,72 @@
+"""BatchCollate: the recipes' transforms on whole batches give what the per-sample transforms give."""
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from timm_dan.data import RECIPES, BatchCollate, create_transform, fer_collate
+
+CFG = {'input_size': (3, 48, 48), 'mean': (0.485, 0.456, 0.406), 'std': (0.229, 0.224, 0.225),
+       'interpolation': 'bilinear'}
+
+
+def _images(n, h=40, w=40, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen) for _ in range(n)]
+
+
+def _examples(images):
+    return [{'pixel_values': image, 'label': i % 7} for i, image in enumerate(images)]
+
+
+def test_eval_equals_per_sample_transform():
+    images = _images(5)
+    expected, labels = fer_collate([{'pixel_values': create_transform(CFG)(im), 'label': i % 7}
+                                    for i, im in enumerate(images)])
+    out, out_labels = BatchCollate(CFG)(_examples(images))
+    assert out.shape == (5, 3, 48, 48) and out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert torch.equal(out_labels, labels)
+
+
+def test_mixed_sizes_and_channels_last():
+    images = _images(2, 40, 40) + _images(2, 64, 50, seed=1)
+    expected = torch.stack([create_transform(CFG)(im) for im in images])
+    out, _ = BatchCollate(CFG, channels_last=True)(_examples(images))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('recipe', RECIPES)
+def test_training_augments_with_the_recipe_probabilities(recipe):
+    # a left-right ramp: a flip reverses the sign of its horizontal slope
+    ramp = torch.linspace(0, 255, 40).round().to(torch.uint8).expand(3, 40, 40).contiguous()
+    torch.manual_seed(0)
+    out, _ = BatchCollate(CFG, recipe, is_training=True)(_examples([ramp] * 300))
+    assert out.shape == (300, 3, 48, 48)
+    flipped = ((out[:, 0, 24, 30] - out[:, 0, 24, 17]) < 0).float().mean().item()
+    assert 0.4 < flipped < 0.6
+    erased = (out == 0).all(1).flatten(1).any(1).float().mean().item()  # zero in all channels: erased
+    assert (0.4 < erased < 0.6) if recipe in ('rafdb', 'affectnet') else erased == 0
+    # neither moved nor erased: the plain resize, flipped or not
+    plain = BatchCollate(CFG)(_examples([ramp]))[0]
+    untouched = (torch.isclose(out, plain).all((1, 2, 3)) | torch.isclose(out, plain.flip(-1)).all((1, 2, 3)))
+    geometric_p = {'rafdb': 0.2, 'affectnet': 0.7, 'sfew': 0.5, 'synthetic': 0.0}[recipe]
+    assert abs(untouched.float().mean().item() - (1 - geometric_p) * (1 - erased)) < 0.08
+
+
+def test_rejects_float_input():
+    with pytest.raises(TypeError, match='uint8'):
+        BatchCollate(CFG)(_examples([torch.rand(3, 40, 40)]))
+
+
+def test_unknown_recipe():
+    with pytest.raises(ValueError, match='recipe'):
+        BatchCollate(CFG, 'imagenet')
+
+
+def test_in_a_worker_process():
+    dataset = _examples(_images(8))
+    loader = DataLoader(dataset, batch_size=4, num_workers=1, collate_fn=BatchCollate(CFG, 'rafdb', True))
+    batches = list(loader)
+    assert len(batches) == 2 and batches[0][0].shape == (4, 3, 48, 48)
+    assert all(torch.isfinite(images).all() for images, _ in batches)
