@@ -39,6 +39,9 @@ PROTOTYPES: dict[str, tuple[str, ...]] = {
     'contempt': ('AU12', 'AU14'),  # unilateral: one side only
 }
 
+_MIN_INTENSITY = 0.75  # prototype AUs fire at 0.75..1: a weaker expression is ambiguous at 64 px
+_SPURIOUS_MAX = 0.25  # the most a non-prototype AU fires
+_OCCLUSION_P = 0.15  # probability of a patch over one facial region
 _SHIFT = 4  # cv2 fixed-point bits: sub-pixel drawing
 _ONE = 1 << _SHIFT
 
@@ -59,9 +62,9 @@ def _sample_params(rng: np.random.Generator, labels: np.ndarray, names: tuple[st
     for k, name in enumerate(names):
         rows = labels == k
         for a in PROTOTYPES[name]:
-            au[rows, _AU[a]] = u(0.55, 1.0, rows.sum())
+            au[rows, _AU[a]] = u(_MIN_INTENSITY, 1.0, rows.sum())
     # weak spurious activity: any AU may fire a little on any face
-    au = np.maximum(au, u(0, 1, au.shape) ** 8 * 0.35)
+    au = np.maximum(au, u(0, 1, au.shape) ** 8 * _SPURIOUS_MAX)
     return dict(
         au=au,
         side=rng.choice([-1.0, 1.0], n),  # side of unilateral AUs (contempt)
@@ -83,7 +86,7 @@ def _sample_params(rng: np.random.Generator, labels: np.ndarray, names: tuple[st
         light=u(-0.35, 0.35, n), light_angle=u(0, 2 * np.pi, n), gain=u(0.7, 1.2, n),
         blur=u(0, 1, n), noise=u(0, 10, n),
         clutter=rng.integers(0, 4, n), clutter_seed=rng.integers(0, 2**31, n),
-        occlude=u(0, 1, n) < 0.25, occ_region=rng.integers(0, 4, n), occ_color=rng.uniform(0, 255, (n, 3)),
+        occlude=u(0, 1, n) < _OCCLUSION_P, occ_region=rng.integers(0, 4, n), occ_color=rng.uniform(0, 255, (n, 3)),
         occ_size=u(0.12, 0.2, n),
     )
 
@@ -172,9 +175,12 @@ def _draw_face(canvas: np.ndarray, p: dict[str, np.ndarray], i: int) -> None:
         au12 = a['AU12'] if (a['AU14'] < 0.5 or side == side_c) else a['AU12'] * 0.15
         dx = mw * (1 + 0.2 * au12 + 0.5 * a['AU20'] - 0.35 * a['AU23'])
         dy = float(p['rest_curve'][i]) - 0.05 * au12 + 0.045 * a['AU15'] + 0.004 * a['AU20']
+        dimple = a['AU14'] > 0.5 and side == side_c
+        if dimple:  # AU14 tightens the raised corner up and in, and creases the cheek beside it
+            dx, dy = dx - 0.012 * a['AU14'], dy - 0.015 * a['AU14']
+            crease = [(dx + 0.01, dy - 0.022), (dx + 0.02, dy - 0.004), (dx + 0.013, dy + 0.016)]
+            line([(side * x, my + y) for x, y in crease], dark, 0.008)
         corners.append((side * dx, my + dy))
-        if a['AU14'] > 0.5 and side == side_c:
-            line([(side * (dx + 0.012), my + dy - 0.012), (side * (dx + 0.016), my + dy + 0.008)], dark, 0.006)
     open_ = 0.08 * a['AU26'] + 0.035 * a['AU16']
     lt = lt * (1 - 0.6 * a['AU23'])
     (lx, ly), (rx, ry) = corners
