@@ -6,7 +6,7 @@ from typing import Any, Optional, Union
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 
-from . import builder, labels, synthetic
+from . import builder, labels
 from .builder import FERReport, build_dataset, layout_error
 from .labels import canonical_names
 from .registry import FER_DATASETS
@@ -29,6 +29,8 @@ SYNTHETIC_DEFAULTS = dict(num_samples=4000, num_validation_samples=None, image_s
 
 def _load_synthetic(num_samples: int, num_validation_samples: Optional[int], image_size: int, num_classes: int,
                     seed: int, cache_dir: Optional[str] = None) -> DatasetDict:
+    from . import synthetic  # draws with OpenCV: imported only when needed, so `timm-dan --help` stays light
+
     features = Features({
         'image': Image(),
         'label': ClassLabel(names=list(canonical_names(num_classes))),
