@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.hf_cache import populate_hf_cache
 from timm_dan.inference import detectors
 from timm_dan.inference.align import ALIGNED_TEMPLATE, alignment_matrix, box_matrix, crop_face
 from timm_dan.inference.cli import DETECTORS as CLI_DETECTORS
@@ -131,17 +132,15 @@ class _FakeYuNet(torch.nn.Module):
 @pytest.fixture
 def yunet_in_hf_cache(tmp_path, monkeypatch):
     """The Hub cache layout of opencv/face_detection_yunet, holding a fake YuNet for 320 x 320 images."""
-    commit = 'a' * 40
-    repo = tmp_path / 'hub' / 'models--opencv--face_detection_yunet'
-    (repo / 'refs').mkdir(parents=True)
-    (repo / 'refs' / 'main').write_text(commit)
-    path = repo / 'snapshots' / commit / detectors.YUNET_FILENAME
-    path.parent.mkdir(parents=True)
+    onnx_file = tmp_path / 'yunet.onnx'
     names = [f'{kind}_{s}' for kind in ('cls', 'obj', 'bbox', 'kps') for s in (8, 16, 32)]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # OpenCV's ONNX importer reads the classic exporter's graphs
-        torch.onnx.export(_FakeYuNet(), (torch.zeros(1, 3, 320, 320),), str(path), input_names=['input'],
+        torch.onnx.export(_FakeYuNet(), (torch.zeros(1, 3, 320, 320),), str(onnx_file), input_names=['input'],
                           output_names=names, opset_version=13, dynamo=False)
+    snapshot = populate_hf_cache(tmp_path / 'hub', 'opencv/face_detection_yunet',
+                                 {detectors.YUNET_FILENAME: onnx_file.read_bytes()})
+    path = snapshot / detectors.YUNET_FILENAME
     monkeypatch.setattr('huggingface_hub.constants.HF_HUB_CACHE', str(tmp_path / 'hub'))
     monkeypatch.setattr('huggingface_hub.constants.HF_HUB_OFFLINE', True)
     monkeypatch.setattr(detectors, '_announced', set())
