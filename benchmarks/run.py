@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,6 +62,27 @@ def interleaved_medians(contenders: dict[str, Callable[[], object]], rounds: int
 
 def device_sync(device: torch.device) -> Callable[[], None]:
     return torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+
+
+def step_flops(fn: Callable[[], object]) -> float:
+    """FLOPs of one call of `fn` (forward and backward matmuls and convolutions), counted by torch's
+    `FlopCounterMode` on an eager call."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def matmul_peak(device: torch.device, rounds: int = 5) -> dict[str, float]:
+    """GFLOP/s of a large square matmul in fp32 and bf16: what the convolutions could reach at best."""
+    n = 4096 if device.type == 'cuda' else 2048
+    peak = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(n, n, device=device).to(dtype)
+        seconds = interleaved_medians({'mm': lambda a=a: a @ a}, rounds, device_sync(device))['mm']
+        peak[str(dtype).removeprefix('torch.')] = 2 * n ** 3 / seconds / 1e9
+    return peak
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -200,6 +222,14 @@ def bench_train(args, results: dict) -> None:
                                  'channels_last': resolve_channels_last(cfg.channels_last), 'compile': cfg.compile}
     results['train_over_reference'] = ips['ours'] / ips['reference']
     results['train_dan_over_backbone'] = ips['ours'] / ips['resnet18']
+    # achieved GFLOP/s against the matmul peak: how far each step is from what its precision allows
+    # (ours computes the reference's FLOPs; counted on the eager reference, which --compile leaves alone)
+    flops = {'reference': step_flops(contenders['reference'])}
+    flops['ours'] = flops['reference']
+    if not cfg.compile:
+        flops['resnet18'] = step_flops(contenders['resnet18'])
+    results['train_gflop_per_s'] = {k: flops[k] / seconds[k] / 1e9 for k in flops}
+    results['matmul_peak_gflop_per_s'] = matmul_peak(device)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -220,6 +250,8 @@ def bench_heads(args, results: dict) -> None:
         reference.forward_heads(features).sum().backward()
     seconds = interleaved_medians({'loop': run_loop, 'ours': run_ours}, args.rounds * 2, device_sync(device))
     results['heads_images_per_s'] = {k: args.batch_size / v for k, v in seconds.items()}
+    flops = step_flops(run_loop)  # the same convolutions and matmuls in both
+    results['heads_gflop_per_s'] = {k: flops / v / 1e9 for k, v in seconds.items()}
     results['heads_over_loop'] = seconds['loop'] / seconds['ours']
 
 
@@ -336,7 +368,8 @@ def bench_accuracy(args, results: dict) -> None:
                 '--config', str(ROOT / 'train_scripts' / 'configs' / 'synthetic.yaml'), *quick,
                 '--precision', precision, '--output-dir', tmp, '--num-workers', '0',
             ]
-            env = dict(os.environ, HF_HOME=str(Path(tmp) / 'hf'), HF_HUB_OFFLINE='1', PYTHONPATH=str(ROOT))
+            env = dict(os.environ, HF_HOME=str(Path(tmp) / 'hf'), HF_HUB_OFFLINE='1',
+                       PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
             done = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True)
             if done.returncode:
                 raise SystemExit(f'train.py --precision {precision} failed:\n{done.stderr[-3000:]}')
@@ -522,16 +555,26 @@ def main(argv=None) -> int:
                'train': bench_train, 'heads': bench_heads, 'infer': bench_infer, 'data': bench_data,
                'accuracy': bench_accuracy, 'rss': bench_rss, 'loop': bench_loop,
                'levers': bench_levers}
+    failed = []
     for name in sections:
         start = time.perf_counter()
         before = set(results)
-        benches[name](args, results)
+        try:
+            benches[name](args, results)
+        except Exception as e:  # a failed section must not cost the others (one-shot runs on a lent GPU)
+            if name == 'check':
+                raise
+            traceback.print_exc()
+            failed.append(name)
+            results[f'{name}_error'] = f'{type(e).__name__}: {e}'
         added = {k: v for k, v in results.items() if k not in before}
         print(f'[{name}: {time.perf_counter() - start:.0f} s] {json.dumps(added)}', file=sys.stderr, flush=True)
+        if args.json:  # after every section, so that a run stopped half-way keeps what it measured
+            args.json.write_text(json.dumps(results, indent=1))
     print_table(results)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
-    return 0
+    if failed:
+        print(f'failed sections: {", ".join(failed)}', file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == '__main__':
