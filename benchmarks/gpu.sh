@@ -13,4 +13,4 @@ workers="${WORKERS:-$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python benchmarks/run.py --device cuda --batch-size 256 --compile --predictor-compile --predictor-precision bf16 \
     --data-workers "$workers" --data-images 4096 --loop-batches 16 \
-    --only train heads infer data accuracy loop --json "$out" "$@"
+    --only train heads infer data loop accuracy --json "$out" "$@"

@@ -76,7 +76,7 @@ def step_flops(fn: Callable[[], object]) -> float:
 
 def matmul_peak(device: torch.device, rounds: int = 5) -> dict[str, float]:
     """GFLOP/s of a large square matmul in fp32 and bf16: what the convolutions could reach at best."""
-    n = 4096 if device.type == 'cuda' else 2048
+    n = 8192 if device.type == 'cuda' else 2048
     peak = {}
     for dtype in (torch.float32, torch.bfloat16):
         a = torch.randn(n, n, device=device).to(dtype)
