@@ -95,7 +95,7 @@ def test_crash_while_writing_keeps_previous_folder(model, tmp_path, monkeypatch)
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr('timm_dan.hub.render_model_card', crash)
+    monkeypatch.setattr('timm_dan.hub.folder.render_model_card', crash)  # where save_model_folder looks it up
     with pytest.raises(KeyboardInterrupt):
         save_model_folder(model, out, card=_card(), overwrite=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -1,0 +1,285 @@
+"""Model cards for DAN weights: what a card states (`ModelCardInfo`) and the one generator for every card."""
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from huggingface_hub import EvalResult, ModelCardData
+
+CODE_URL = 'https://github.com/yaoing/DAN'
+PAPER_URL = 'https://arxiv.org/abs/2109.07270'
+CARD_TAGS = ('image-classification', 'facial-expression-recognition', 'timm', 'dan')
+
+CITATION = """@article{wen2023distract,
+  title={Distract Your Attention: Multi-head Cross Attention Network for Facial Expression Recognition},
+  author={Wen, Zhengyao and Lin, Wenzhong and Wang, Tao and Xu, Ge},
+  journal={Biomimetics}, volume={8}, number={2}, pages={199}, year={2023},
+  note={arXiv:2109.07270}
+}"""
+
+_NON_COMMERCIAL = 'Licensed for non-commercial research only; the images may not be redistributed.'
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a card says about a training/evaluation data set."""
+    name: str  # display name
+    hub_id: str  # identifier for the card's `datasets:` front matter
+    eval_split: str  # the split results are reported on
+    faces: str  # what face crops the model trained on expects
+    license: str
+    url: str = ''
+    config: Optional[str] = None  # model-index dataset config, tells apart e.g. AffectNet's 7- and 8-class tasks
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    'rafdb': DatasetInfo(
+        'RAF-DB (basic, 7 classes)', 'raf-db', 'test',
+        'tightly aligned face crops (RAF-DB ships 100x100 faces aligned on the eyes, upsampled to 224x224); '
+        'detect and align faces the same way before prediction', _NON_COMMERCIAL, 'http://www.whdeng.cn/raf/model1.html'),
+    'affectnet7': DatasetInfo(
+        'AffectNet (7 classes)', 'affectnet', 'validation',
+        'loose, unaligned face crops of web photos (AffectNet\'s face boxes), resized to 224x224',
+        _NON_COMMERCIAL, 'http://mohammadmahoor.com/affectnet/', '7-class'),
+    'affectnet8': DatasetInfo(
+        'AffectNet (8 classes)', 'affectnet', 'validation',
+        'loose, unaligned face crops of web photos (AffectNet\'s face boxes), resized to 224x224',
+        _NON_COMMERCIAL, 'http://mohammadmahoor.com/affectnet/', '8-class'),
+    'fer2013': DatasetInfo(
+        'FER2013', 'fer2013', 'test', '48x48 grayscale face crops (replicated to 3 channels), upsampled',
+        _NON_COMMERCIAL),
+    'ferplus': DatasetInfo(
+        'FERPlus', 'ferplus', 'test', '48x48 grayscale face crops (FER2013 images), upsampled', _NON_COMMERCIAL),
+    'sfew': DatasetInfo(
+        'SFEW 2.0', 'sfew', 'validation', 'faces detected and cropped from film frames', _NON_COMMERCIAL),
+    'expw': DatasetInfo(
+        'ExpW', 'expw', 'test', 'faces cropped from web images with the data set\'s boxes', _NON_COMMERCIAL),
+    'ms-celeb-1m': DatasetInfo(
+        'MS-Celeb-1M', 'ms-celeb-1m', 'n/a', 'face-recognition crops of celebrities',
+        'Withdrawn by Microsoft in 2019; it was released for non-commercial research only.'),
+}
+
+METRIC_NAMES = {
+    'accuracy': 'Top-1 accuracy (%)',
+    'mean_class_accuracy': 'Mean class accuracy (%)',
+    'macro_f1': 'Macro F1 (%)',
+}
+
+FER_RISKS = """\
+- A facial expression is not a felt emotion. The model labels the configuration of a face in one image;
+  it cannot tell what a person feels, intends or is like, and expressions vary with culture, context and person.
+- The training sets are known to be skewed in age, gender presentation and skin tone, and their labels carry
+  the annotators' biases; accuracy is lower for under-represented groups and for posed vs. spontaneous faces.
+- Accuracy falls on faces that are cropped or aligned differently from the training data, occluded, in profile,
+  small or blurred.
+- Do not use it to make or support decisions about people (hiring, education, policing, border control,
+  insurance, health, credit) or for surveillance. Several jurisdictions (e.g. the EU AI Act) restrict
+  emotion recognition in workplaces and schools."""
+
+
+@dataclass
+class Metric:
+    """One evaluation result, with who measured it.
+
+    `value` is in percent (88.9, not 0.889). With `std` (and `num_seeds`) the card shows mean ± std over seeds.
+    """
+    name: str  # 'accuracy', 'mean_class_accuracy', 'macro_f1' or another metric id
+    value: float
+    dataset: str  # a key of DATASETS (or a free name)
+    split: Optional[str] = None  # default: the data set's evaluation split
+    measured_by: str = 'timm-dan'  # e.g. 'the authors (Wen et al.)' for reported numbers
+    source_url: Optional[str] = None
+    std: Optional[float] = None
+    num_seeds: Optional[int] = None
+
+    def formatted(self) -> str:
+        text = f'{self.value:.2f}'
+        if self.std is not None:
+            text += f' ± {self.std:.2f}'
+            if self.num_seeds:
+                text += f' ({self.num_seeds} seeds)'
+        return text
+
+
+@dataclass
+class ModelCardInfo:
+    """Everything a model card states. Only `model_name` and `datasets` are required."""
+    model_name: str
+    datasets: list[str]
+    label_names: Sequence[str] = ()
+    metrics: list[Metric] = field(default_factory=list)
+    description: str = ''
+    architecture: str = 'dan_resnet18'
+    repo_id: Optional[str] = None  # Hub repo the folder is published to (for the usage lines)
+    load_name: Optional[str] = None  # name for timm.create_model in the usage lines; default from repo_id
+    recipe: Union[str, dict[str, str]] = ''  # training recipe, text or {item: value}
+    source_file: Optional[str] = None  # the file these weights came from
+    source_sha256: Optional[str] = None
+    source_url: Optional[str] = None
+    license: str = 'other'  # Hub licence id of the weights
+    license_name: Optional[str] = None  # for license 'other'
+    license_text: str = ''  # what the licence of the weights is, in words
+    num_params: Optional[int] = None
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # input_size, mean, std, crop_pct, interpolation
+    published: list[dict[str, str]] = field(default_factory=list)  # family card: tag, repo_id, source, status
+    base_model: Optional[str] = None
+    usage_note: str = ''  # replaces the sentence after the usage lines
+    extra_tags: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> 'ModelCardInfo':
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f'Unknown model card fields {unknown}; expected some of {sorted(names)}')
+        data = dict(data)
+        data['metrics'] = [m if isinstance(m, Metric) else Metric(**m) for m in data.get('metrics', ())]
+        if isinstance(data.get('datasets'), str):
+            data['datasets'] = [data['datasets']]
+        return cls(**data)
+
+
+def _dataset(key: str) -> DatasetInfo:
+    return DATASETS.get(key) or DatasetInfo(key, key, 'test', 'as in the training data', 'see the data set\'s terms')
+
+
+def card_metadata(info: ModelCardInfo) -> ModelCardData:
+    """The card's front matter: what the Hub reads (library, licence, tags, data sets, model-index)."""
+    results = []
+    for m in info.metrics:
+        ds = _dataset(m.dataset)
+        name = METRIC_NAMES.get(m.name, m.name)
+        if m.std is not None:
+            name += f', mean ± {m.std:.2f} std' + (f' over {m.num_seeds} seeds' if m.num_seeds else '')
+        if not m.source_url:  # the Hub wants a url with a source name; say who measured in the name instead
+            name += f', measured by {m.measured_by}'
+        results.append(EvalResult(
+            task_type='image-classification', task_name='Facial expression recognition',
+            dataset_type=ds.hub_id, dataset_name=ds.name, dataset_config=ds.config,
+            dataset_split=m.split or ds.eval_split, metric_type=m.name, metric_name=name,
+            metric_value=round(m.value, 2),
+            source_name=f'measured by {m.measured_by}' if m.source_url else None, source_url=m.source_url,
+        ))
+    extra = {'base_model': info.base_model} if info.base_model else {}
+    return ModelCardData(
+        library_name='timm', license=info.license, license_name=info.license_name,
+        tags=list(dict.fromkeys([*CARD_TAGS, *info.extra_tags])),
+        datasets=list(dict.fromkeys(_dataset(d).hub_id for d in info.datasets)),
+        pipeline_tag='image-classification', model_name=info.model_name,
+        eval_results=results or None, **extra,
+    )
+
+
+def _usage_name(info: ModelCardInfo) -> str:
+    if info.load_name:
+        return info.load_name
+    return f'hf-hub:{info.repo_id}' if info.repo_id else 'local-dir:PATH/TO/THIS/FOLDER'
+
+
+def _section(title: str, body: str) -> str:
+    return f'\n## {title}\n\n{body.strip()}\n'
+
+
+def _details(info: ModelCardInfo) -> str:
+    is_dan = info.architecture.startswith('dan_')
+    kind = ' (DAN: CNN trunk, 4 cross-attention heads, attention fusion)' if is_dan else ''
+    rows = [f'- **Architecture:** `{info.architecture}`{kind}']
+    if info.num_params:
+        rows.append(f'- **Parameters:** {info.num_params:,}')
+    if info.label_names:
+        rows.append(f'- **Classes:** {len(info.label_names)}')
+    rows.append(f'- **Training data:** {", ".join(_dataset(d).name for d in info.datasets)}')
+    rows.append(f'- **Paper:** [Distract Your Attention (Wen et al.)]({PAPER_URL}); authors\' code: {CODE_URL} (MIT)')
+    if info.source_file:
+        sha = info.source_sha256 or 'unknown until converted'
+        rows.append(f'- **Converted from:** `{info.source_file}` (SHA-256 `{sha}`)'
+                    + (f', {info.source_url}' if info.source_url else ''))
+    return '\n'.join(rows)
+
+
+def _usage(info: ModelCardInfo) -> str:
+    return (
+        '```python\n'
+        'import timm, timm_dan  # `pip install timm-dan`; importing timm_dan registers the dan_* models\n'
+        f'model = timm.create_model("{_usage_name(info)}", pretrained=True).eval()\n'
+        'transform = timm.data.create_transform(**timm.data.resolve_model_data_config(model))\n'
+        '```\n\n'
+        + (info.usage_note or 'Then `model(transform(face).unsqueeze(0)).softmax(-1)` gives the class probabilities '
+           'of a PIL face crop `face`, in the order of `model.pretrained_cfg["label_names"]`.')
+    )
+
+
+def _preprocessing(info: ModelCardInfo) -> str:
+    rows = []
+    p = info.preprocessing
+    if p:
+        size = p.get('input_size', (3, 224, 224))
+        rows.append(
+            f'- Input {size[1]}x{size[2]} RGB, resized with {p.get("interpolation", "bilinear")} interpolation '
+            f'(crop_pct {p.get("crop_pct", 1.0)}), normalised with mean {tuple(p.get("mean", ()))} '
+            f'and std {tuple(p.get("std", ()))}; `resolve_model_data_config` reads these from the config.')
+    faces = {}  # data sets that share a description (AffectNet's 7 and 8 classes) share a line
+    for key in info.datasets:
+        faces.setdefault(_dataset(key).faces, []).append(_dataset(key).name)
+    rows += [f'- Faces as in {" and ".join(names)}: {text}.' for text, names in faces.items()]
+    rows.append('- The model classifies a face crop; it does not find faces. Run a face detector first.')
+    return '\n'.join(rows)
+
+
+def _recipe(info: ModelCardInfo) -> str:
+    if isinstance(info.recipe, str):
+        return info.recipe
+    return '\n'.join(f'- **{k}:** {v}' for k, v in info.recipe.items())
+
+
+def _evaluation(info: ModelCardInfo) -> str:
+    lines = ['| data set | split | metric | value | measured by |', '|---|---|---|---|---|']
+    for m in info.metrics:
+        ds = _dataset(m.dataset)
+        lines.append(f'| {ds.name} | {m.split or ds.eval_split} | {METRIC_NAMES.get(m.name, m.name)} | '
+                     f'{m.formatted()} | {m.measured_by} |')
+    return '\n'.join(lines)
+
+
+def _licences(info: ModelCardInfo) -> str:
+    weights = info.license_text or f'`{info.license}`; weights trained on the data below inherit its terms'
+    rows = [f'- **Weights:** {weights}']
+    releases = {}  # one line per data set release (AffectNet's 7- and 8-class tasks share one)
+    for key in info.datasets:
+        ds = _dataset(key)
+        releases.setdefault((ds.url, ds.license), ds.name.split(' (')[0])
+    rows += [f'- **{name}:** {licence}' + (f' ({url})' if url else '') for (url, licence), name in releases.items()]
+    rows.append('- **Code:** timm-dan and the authors\' DAN code are MIT-licensed.')
+    return '\n'.join(rows)
+
+
+def _published(info: ModelCardInfo) -> str:
+    lines = ['| timm name | Hub repo | converted from | status |', '|---|---|---|---|']
+    for row in info.published:
+        lines.append(f'| `{row["tag"]}` | [`{row["repo_id"]}`](https://huggingface.co/{row["repo_id"]}) | '
+                     f'`{row["source"]}` | {row["status"]} |')
+    return '\n'.join(lines)
+
+
+def render_model_card(info: Union[ModelCardInfo, Mapping[str, Any]]) -> str:
+    """The model card (front matter + body) as Markdown text, ready for README.md."""
+    info = info if isinstance(info, ModelCardInfo) else ModelCardInfo.from_dict(info)
+    body = f'\n# Model card for {info.model_name}\n'
+    if info.description:
+        body += f'\n{info.description.strip()}\n'
+    body += _section('Model details', _details(info))
+    if info.published:
+        body += _section('Published weights', _published(info))
+    body += _section('How to use', _usage(info))
+    if info.label_names:
+        body += _section('Labels (in output order)', '\n'.join(
+            f'{i}. `{name}`' for i, name in enumerate(info.label_names)))
+    body += _section('Preprocessing', _preprocessing(info))
+    if info.recipe:
+        body += _section('Training', _recipe(info))
+    if info.metrics:
+        body += _section('Evaluation', _evaluation(info))
+    body += _section('Licences', _licences(info))
+    body += _section('Limitations and risks', FER_RISKS)
+    body += _section('Citation', f'```bibtex\n{CITATION}\n```')
+    return f'---\n{card_metadata(info).to_yaml()}\n---\n{body}'
