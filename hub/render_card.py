@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Render the family model card MODEL_CARD.md from hub/models.yaml (tests check that it is current).
+"""Render the family model card MODEL_CARD.md from timm_dan/hub/models.yaml (tests check that it is current).
 
     python hub/render_card.py          # rewrite MODEL_CARD.md
     python hub/render_card.py --check  # exit 1 if MODEL_CARD.md is out of date

@@ -1,4 +1,4 @@
-"""hub/models.yaml agrees with the pretrained cfgs in timm_dan/models/dan.py; MODEL_CARD.md is current."""
+"""timm_dan/hub/models.yaml agrees with the pretrained cfgs in timm_dan/models/dan.py; MODEL_CARD.md is current."""
 import re
 
 import pytest
@@ -45,7 +45,7 @@ def test_model_card_md_is_current(repo_root, manifest):
     expected = render_model_card(family_card(manifest))
     assert (repo_root / 'MODEL_CARD.md').read_text(encoding='utf-8') == expected, \
         'MODEL_CARD.md is out of date: run python hub/render_card.py'
-    assert DEFAULT_MANIFEST == repo_root / 'hub' / 'models.yaml'
+    assert DEFAULT_MANIFEST == repo_root / 'timm_dan' / 'hub' / 'models.yaml'
 
 
 def test_family_card_metadata(repo_root, manifest):

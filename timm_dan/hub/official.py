@@ -1,4 +1,4 @@
-"""The authors' checkpoints: the manifest (`hub/models.yaml`), their cards, their conversion into Hub folders,
+"""The authors' checkpoints: the manifest (`timm_dan/hub/models.yaml`), their cards, their conversion into Hub folders,
 and the error for weights that are neither cached nor downloadable."""
 import dataclasses
 from collections.abc import Mapping
@@ -19,11 +19,11 @@ from ..models.dan import (
 from .card import DATASETS, Metric, ModelCardInfo
 from .folder import save_model_folder, sha256_file
 
-DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / 'hub' / 'models.yaml'
+DEFAULT_MANIFEST = Path(__file__).resolve().parent / 'models.yaml'  # shipped in the wheel
 
 
 def load_manifest(path: Union[str, Path] = DEFAULT_MANIFEST) -> dict[str, Any]:
-    """The manifest of what the project publishes on the Hub (`hub/models.yaml`)."""
+    """The manifest of what the project publishes on the Hub (`timm_dan/hub/models.yaml`)."""
     import yaml
     with open(path, encoding='utf-8') as f:
         return yaml.safe_load(f)
@@ -37,7 +37,7 @@ def _manifest_entry(manifest: Mapping[str, Any], **match: str) -> Optional[dict[
 
 
 def official_card(entry: Mapping[str, Any], **overrides: Any) -> ModelCardInfo:
-    """The card of an official checkpoint from its manifest entry (`hub/models.yaml`, `models:`)."""
+    """The card of an official checkpoint from its manifest entry (`timm_dan/hub/models.yaml`, `models:`)."""
     source = entry['source']
     info = ModelCardInfo(
         model_name=entry['tag'], datasets=[entry['dataset']], label_names=LABELS[:entry['num_classes']],
