@@ -32,7 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument('--tta', action='store_true', help='average each face with its mirror image')
     predict.add_argument('--batch-size', type=int, default=32)
     predict.add_argument('--device', default=None)
-    predict.add_argument('--precision', default='fp32', choices=('fp32', 'bf16'))
+    predict.add_argument('--precision', default='auto', choices=('auto', 'fp32', 'bf16'),
+                         help='auto: bf16 where the device computes it natively (BatchNorms folded, weights in '
+                              'bf16), else fp32; fp32 runs the model unchanged')
     predict.set_defaults(func=run_predict)
 
     export = subparsers.add_parser(

