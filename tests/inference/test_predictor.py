@@ -276,3 +276,19 @@ def test_video_memory_stays_flat(model_name, astronaut, tmp_path):
         tracemalloc.stop()
     assert count == 24 and len(calls) == 24
     assert peak < 3 * face.nbytes + 2_000_000, f'peak {peak:,} bytes while streaming 24 frames'
+
+
+@pytest.mark.slow
+def test_compile_gives_the_eager_predictions(lfw_faces):
+    """compile=True (Inductor with freezing), on timm's tiny test ResNet to keep the compilation short."""
+    from torch._dynamo.utils import counters
+    model = timm.create_model('test_resnet', num_classes=3, pretrained_cfg_overlay=dict(input_size=(3, 64, 64)))
+    faces = [(np.repeat(f[..., None], 3, 2) * 255 + .5).astype(np.uint8) for f in lfw_faces[:4]]
+    eager = FERPredictor(model, detector='none', precision='fp32')
+    compiled = FERPredictor(model, detector='none', precision='fp32', compile=True)
+    graphs = counters['stats']['unique_graphs']
+    for a, b in zip(eager.predict(faces), compiled.predict(faces), strict=True):
+        np.testing.assert_allclose(list(b.faces[0].probs.values()), list(a.faces[0].probs.values()), atol=1e-4)
+    assert counters['stats']['unique_graphs'] == graphs + 1  # one graph, compiled once for the batch of 4
+    with pytest.raises(ValueError, match="compile=True needs backend='torch'"):
+        FERPredictor('model.onnx', backend='onnxruntime', compile=True)

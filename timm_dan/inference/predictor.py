@@ -58,7 +58,7 @@ class _TorchRunner:
     """
 
     def __init__(self, model: nn.Module, device: torch.device, precision: str, reparameterize: bool,
-                 channels_last: bool):
+                 channels_last: bool, compile: bool = False):
         model = model.eval().to(device)
         if reparameterize:
             model = timm.utils.reparameterize_model(model, inplace=True)
@@ -74,18 +74,22 @@ class _TorchRunner:
         self.model, self.device = model, device
         self.label_names = label_names_of(model)
         self.data_config = timm.data.resolve_model_data_config(model)
+        # Inductor's freezing treats the weights as constants: prepacked oneDNN weights, ReLU/add fused into convs
+        self.forward = torch.compile(self._forward, options={'freezing': True}) if compile else self._forward
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray, attention: bool) -> tuple[np.ndarray, Optional[np.ndarray]]:
         if attention and not hasattr(getattr(self.model, 'heads', None), 'spatial_maps'):
             raise ValueError(f'{type(self.model).__name__} has no DAN attention heads to return maps from')
-        x = torch.from_numpy(x).to(self.device, self.dtype)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = torch.from_numpy(x).to(self.device, self.dtype, memory_format=memory_format)  # one copy at most
+        logits, maps = self.forward(x, attention)
+        return logits.float().cpu().numpy(), None if maps is None else maps.float().cpu().numpy()
+
+    def _forward(self, x: torch.Tensor, attention: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         features = self.model.forward_features(x)
         logits = self.model.forward_head(features)
-        maps = self.model.heads.spatial_maps(features) if attention else None
-        return logits.float().cpu().numpy(), None if maps is None else maps.float().cpu().numpy()
+        return logits, self.model.heads.spatial_maps(features) if attention else None
 
 
 class _OnnxRunner:
@@ -140,6 +144,9 @@ class FERPredictor:
             about 1e-3, top-1 predictions agree on >= 99.7 % of faces); fp32 runs the model as it is.
         reparameterize: Fold each head's branch convolutions for inference (same outputs, faster).
         channels_last: Run in channels_last memory format.
+        compile: `torch.compile` the model with Inductor's freezing, for long videos and large folders: the
+            first batch compiles for a minute or more (again once for a new batch size, and for batch 1),
+            later ones run faster than eager (about 1.5x in bf16 on a 2-core AVX-512 CPU).
         margin: Extra border around a detector box when the face has no landmarks to align on.
         max_pixels: Decompression-bomb guard for image files (None disables it).
     """
@@ -155,6 +162,7 @@ class FERPredictor:
             precision: str = 'auto',
             reparameterize: bool = True,
             channels_last: bool = True,
+            compile: bool = False,
             margin: float = 0.2,
             max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
     ):
@@ -165,10 +173,12 @@ class FERPredictor:
         if backend == 'torch':
             device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
             module = copy.deepcopy(model) if isinstance(model, nn.Module) else timm.create_model(model, pretrained=True)
-            self.runner = _TorchRunner(module, device, precision, reparameterize, channels_last)
+            self.runner = _TorchRunner(module, device, precision, reparameterize, channels_last, compile)
         elif backend == 'onnxruntime':
             if isinstance(model, nn.Module):
                 raise ValueError("backend='onnxruntime' needs the path of an exported .onnx file, not a module")
+            if compile:
+                raise ValueError("compile=True needs backend='torch'")
             self.runner = _OnnxRunner(model)
         else:
             raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
