@@ -58,12 +58,14 @@ class _Block(nn.Module):
         self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)  # conv2's output is read twice
         self.std_conv, self.bn3 = StdConv2d(8, 8, 1), nn.BatchNorm2d(8)  # standardises its weight: not foldable
         self.conv4, self.bn4 = nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8)  # bn4 stays in train mode
+        self.conv5, self.bn5 = nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8)  # conv5 is called twice
 
     def forward(self, x):
         x = self.bn1(self.conv1(x)).relu()
         y = self.conv2(x)
         x = self.bn2(y) + y
-        return self.bn4(self.conv4(self.bn3(self.std_conv(x))))
+        x = self.bn4(self.conv4(self.bn3(self.std_conv(x))))
+        return self.bn5(self.conv5(x)) + self.conv5(x)
 
 
 def test_folding_leaves_what_is_not_a_plain_conv_then_batchnorm():
@@ -77,7 +79,7 @@ def test_folding_leaves_what_is_not_a_plain_conv_then_batchnorm():
     with torch.no_grad():
         expected = block(x)
         assert fold_batchnorms(block) == 1
-        assert isinstance(block.bn1, nn.Identity) and _batchnorms(block) == ['bn2', 'bn3', 'bn4']
+        assert isinstance(block.bn1, nn.Identity) and _batchnorms(block) == ['bn2', 'bn3', 'bn4', 'bn5']
         torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)
 
 

@@ -7,6 +7,7 @@ the model with `torch.fx` (timm's no-trace modules and functions kept as leaves)
 and a timm `BatchNormAct2d` (norm + drop + activation) keeps its drop and activation.
 """
 import logging
+from collections import Counter
 
 import torch
 import torch.fx as fx
@@ -37,14 +38,16 @@ def _trace(model: nn.Module) -> fx.Graph:
 
 def _foldable_pairs(model: nn.Module, graph: fx.Graph) -> list[tuple[str, str]]:
     """(layer name, BatchNorm name) for each eval-mode BatchNorm whose input is the output of a conv/Linear layer
-    that nothing else reads."""
+    that nothing else reads; both must be called once only (a shared module cannot change for one of its uses)."""
     modules = dict(model.named_modules())
+    calls = Counter(node.target for node in graph.nodes if node.op == 'call_module')
     pairs = []
     for node in graph.nodes:
-        if node.op != 'call_module' or len(node.args) != 1 or node.kwargs:
+        if node.op != 'call_module' or len(node.args) != 1 or node.kwargs or calls[node.target] != 1:
             continue
         source = node.args[0]
-        if not isinstance(source, fx.Node) or source.op != 'call_module' or len(source.users) != 1:
+        if (not isinstance(source, fx.Node) or source.op != 'call_module' or len(source.users) != 1
+                or calls[source.target] != 1):
             continue
         layer, bn = modules[source.target], modules[node.target]
         if type(bn) not in _FOLDABLE.get(type(layer), ()):
