@@ -34,8 +34,7 @@ from accelerate import Accelerator  # noqa: E402
 import timm_dan  # noqa: E402
 from benchmarks.reference import ReferenceDAN  # noqa: E402
 from timm_dan import DANLossParts  # noqa: E402
-from timm_dan.inference import FERPredictor, export_onnx  # noqa: E402
-from timm_dan.inference.optimize import fold_batchnorms  # noqa: E402
+from timm_dan.inference import FERPredictor, export_onnx, fold_batchnorms  # noqa: E402
 from timm_dan.training import DANTrainModule, TrainStep, resolve_channels_last, resolve_precision  # noqa: E402
 from timm_dan.training.config import TrainConfig  # noqa: E402
 from timm_dan.training.factory import create_loss, create_model, create_optimizer  # noqa: E402

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from timm.layers import BatchNormAct2d, StdConv2d
 
-from timm_dan.inference.optimize import fold_batchnorms
+from timm_dan.inference import fold_batchnorms
 
 
 def _calibrated(name: str) -> nn.Module:
