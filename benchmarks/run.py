@@ -35,7 +35,7 @@ from accelerate import Accelerator  # noqa: E402
 import timm_dan  # noqa: E402
 from benchmarks.reference import ReferenceDAN  # noqa: E402
 from timm_dan import DANLossParts  # noqa: E402
-from timm_dan.inference import FERPredictor, export_onnx  # noqa: E402
+from timm_dan.inference import FERPredictor, export_onnx, fold_batchnorms  # noqa: E402
 from timm_dan.training import DANTrainModule, TrainStep, resolve_channels_last, resolve_precision  # noqa: E402
 from timm_dan.training.config import TrainConfig  # noqa: E402
 from timm_dan.training.factory import create_loss, create_model, create_optimizer  # noqa: E402
@@ -266,7 +266,6 @@ def bench_infer(args, results: dict) -> None:
     predictor = FERPredictor(ours, detector='none', device=device, **args.predictor_kwargs)
     runner = predictor.runner
     if args.predictor_compile:
-        compile_for_inference(runner)
         start = time.perf_counter()
         runner(torch.randn(args.batch_size, 3, 224, 224).numpy(), False)
         results['infer_compile_s'] = time.perf_counter() - start
@@ -278,15 +277,6 @@ def bench_infer(args, results: dict) -> None:
         seconds = infer_medians(reference, runner, batch_size, device, rounds)
         results[f'infer_images_per_s_bs{batch_size}'] = {k: batch_size / v for k, v in seconds.items()}
         results[key] = seconds['reference'] / seconds['ours']
-
-
-def compile_for_inference(runner) -> None:
-    """torch.compile the predictor's model with Inductor's freezing (weights as constants: conv+BN folding,
-    oneDNN weight prepacking), which is what pays on CPUs."""
-    import torch._inductor.config as inductor_config
-
-    inductor_config.freezing = True
-    runner.model = torch.compile(runner.model)
 
 
 def infer_medians(reference: nn.Module, runner: Callable, batch_size: int, device: torch.device, rounds: int
@@ -459,16 +449,19 @@ def bench_levers(args, results: dict) -> None:
     reference.eval()
     runners = {}
     for name, kwargs in (('fp32 NCHW', dict(reparameterize=False, channels_last=False)),
-                         ('+ reparameterize', dict(channels_last=False)), ('+ channels_last', {}),
-                         ('+ bf16', dict(precision='bf16'))):
-        runners[name] = FERPredictor(ours, detector='none', **kwargs).runner
+                         ('+ reparameterize', dict(channels_last=False)), ('+ channels_last (precision=fp32)', {})):
+        runners[name] = FERPredictor(ours, detector='none', precision='fp32', **kwargs).runner
+    runners['+ bf16 autocast (the previous bf16)'] = autocast_runner(
+        FERPredictor(ours, detector='none', precision='fp32').runner)
+    runners['+ BatchNorms folded, fp32'] = folded_fp32_runner(FERPredictor(ours, detector='none', precision='fp32'))
+    runners['+ folded, bf16 model (precision=bf16)'] = FERPredictor(ours, detector='none', precision='bf16').runner
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(ours, Path(tmp) / 'dan.onnx', dynamic_batch=True, attention=False)
         runners['onnxruntime fp32'] = FERPredictor(str(Path(tmp) / 'dan.onnx'), detector='none',
                                                    backend='onnxruntime').runner
     if args.predictor_compile:
-        runners['+ torch.compile (freezing)'] = FERPredictor(ours, detector='none', precision='bf16').runner
-        compile_for_inference(runners['+ torch.compile (freezing)'])
+        runners['+ compile=True (Inductor freezing)'] = FERPredictor(ours, detector='none', precision='bf16',
+                                                                     compile=True).runner
     for batch_size in (args.batch_size, 1):
         x = torch.randn(batch_size, 3, 224, 224, generator=gen)
         x_np = x.numpy()
@@ -476,6 +469,22 @@ def bench_levers(args, results: dict) -> None:
         contenders.update({name: (lambda r=runner, x_np=x_np: r(x_np, False)) for name, runner in runners.items()})
         seconds = interleaved_medians(contenders, args.rounds * (1 if batch_size > 1 else 4), lambda: None)
         results[f'levers_infer_images_per_s_bs{batch_size}'] = {k: batch_size / v for k, v in seconds.items()}
+
+
+def autocast_runner(runner: Callable) -> Callable:
+    """The predictor's bf16 before BatchNorm folding: an fp32 model under `torch.autocast` (weights cast per call)."""
+    def run(x, attention):
+        with torch.autocast(runner.device.type, torch.bfloat16):
+            return runner(x, attention)
+    return run
+
+
+def folded_fp32_runner(predictor: FERPredictor) -> Callable:
+    """The fp32 predictor with its BatchNorms folded (what precision='bf16' does before the cast to bf16)."""
+    runner = predictor.runner
+    fold_batchnorms(runner.model)
+    runner.model.to(memory_format=torch.channels_last)
+    return runner
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -526,7 +535,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--compile', action='store_true', help="torch.compile our train step (train.py's --compile)")
     parser.add_argument('--predictor-compile', action='store_true',
                         help="torch.compile the predictor's model (Inductor freezing)")
-    parser.add_argument('--predictor-precision', choices=('fp32', 'bf16'),
+    parser.add_argument('--predictor-precision', choices=('auto', 'fp32', 'bf16'),
                         help="FERPredictor's precision (default: its own default)")
     parser.add_argument('--data-workers', type=int, default=1)
     parser.add_argument('--data-images', type=int, default=None, help='images in the JPEG tree (default 512)')
@@ -539,6 +548,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.data_rounds = 3
     args.data_images = args.data_images or (256 if args.quick else 512)
     args.predictor_kwargs = {'precision': args.predictor_precision} if args.predictor_precision else {}
+    if args.predictor_compile:
+        args.predictor_kwargs['compile'] = True
     return args
 
 

@@ -47,7 +47,7 @@ def eval_model(model_name):
 @pytest.fixture(scope='session')
 def haar_predictor(model_name):
     from timm_dan.inference import FERPredictor
-    return FERPredictor(model_name, detector='haar')
+    return FERPredictor(model_name, detector='haar', precision='fp32')  # compared with the plain fp32 model
 
 
 @pytest.fixture(scope='session')

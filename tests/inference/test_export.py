@@ -82,7 +82,7 @@ def test_export_cli_fixed_batch_logits_only(model_name, subprocess_env, python, 
     # a fixed batch of 1: the predictor feeds the 3 faces one at a time
     faces = [np.repeat(f[..., None], 3, 2) for f in lfw_faces[:3]]
     ort_predictor = FERPredictor(str(output), detector='none', backend='onnxruntime')
-    torch_predictor = FERPredictor(model_name, detector='none')
+    torch_predictor = FERPredictor(model_name, detector='none', precision='fp32')
     for a, b in zip(ort_predictor.predict(faces), torch_predictor.predict(faces), strict=True):
         np.testing.assert_allclose(list(a.faces[0].probs.values()), list(b.faces[0].probs.values()), atol=1e-4)
     with pytest.raises(ValueError, match='no attention output'):

@@ -11,6 +11,7 @@ _EXPORTS = {
     'detectors': ('Detection', 'HaarDetector', 'WholeImageDetector', 'YuNetDetector', 'create_detector'),
     'export': ('ExportReport', 'export_onnx'),
     'io': ('ImageLoadError', 'load_image'),
+    'optimize': ('fold_batchnorms',),
     'predictor': ('FERPredictor',),
     'results': ('FaceResult', 'FrameResult', 'ImageResult'),
 }

@@ -32,7 +32,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument('--tta', action='store_true', help='average each face with its mirror image')
     predict.add_argument('--batch-size', type=int, default=32)
     predict.add_argument('--device', default=None)
-    predict.add_argument('--precision', default='fp32', choices=('fp32', 'bf16'))
+    predict.add_argument('--precision', default='auto', choices=('auto', 'fp32', 'bf16'),
+                         help='auto: bf16 where the device computes it natively (BatchNorms folded, weights in '
+                              'bf16), else fp32; fp32 runs the model unchanged')
+    predict.add_argument('--compile', action='store_true',
+                         help='torch.compile the model (Inductor freezing): a minute or more to start, then faster; '
+                              'for long videos and large folders')
     predict.set_defaults(func=run_predict)
 
     export = subparsers.add_parser(
@@ -81,7 +86,8 @@ def run_predict(args: argparse.Namespace) -> int:
     try:
         backend = 'onnxruntime' if str(args.model).endswith('.onnx') else 'torch'
         predictor = FERPredictor(args.model, detector=args.detector, device=args.device, batch_size=args.batch_size,
-                                 tta=args.tta, backend=backend, precision=args.precision)
+                                 tta=args.tta, backend=backend, precision=args.precision,
+                                 compile=args.compile)
     except Exception as e:
         print(f'error: could not set up the predictor: {e}', file=sys.stderr)
         return 2

@@ -13,9 +13,11 @@ import torch.nn as nn
 from PIL import Image
 
 from ..models import LABELS
+from ..precision import bf16_supported
 from .align import crop_face
 from .detectors import Detection, FaceDetector, create_detector
 from .io import DEFAULT_MAX_PIXELS, ImageInput, ImageLoadError, expand_inputs, load_image
+from .optimize import fold_batchnorms
 from .results import FaceResult, FrameResult, ImageResult
 
 __all__ = ['FERPredictor', 'label_names_of', 'ONNX_METADATA_KEY']
@@ -25,7 +27,16 @@ _logger = logging.getLogger(__name__)
 ONNX_METADATA_KEY = 'timm_dan'
 """ONNX metadata entry (JSON) holding the label names and data config of an exported model."""
 
-PRECISIONS = ('fp32', 'bf16')
+PRECISIONS = ('auto', 'fp32', 'bf16')
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'fp32' or 'bf16': 'auto' is bf16 where the device computes it natively (`bf16_supported`), else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
+    if precision == 'auto':
+        return 'bf16' if bf16_supported(device) else 'fp32'
+    return precision
 
 
 def label_names_of(model: nn.Module) -> list[str]:
@@ -40,32 +51,45 @@ def label_names_of(model: nn.Module) -> list[str]:
 
 
 class _TorchRunner:
-    """Eager PyTorch: eval, branch convs folded, channels_last, optional bf16 autocast, inference mode."""
+    """Eager PyTorch in inference mode: eval, branch convs folded, channels_last.
+
+    In bf16, every BatchNorm that follows a conv or Linear layer is first folded into it (in fp32), then the whole
+    model is cast to bf16: no BatchNorm passes and no per-call weight casts, as autocast would do. Outputs are fp32.
+    """
 
     def __init__(self, model: nn.Module, device: torch.device, precision: str, reparameterize: bool,
-                 channels_last: bool):
+                 channels_last: bool, compile: bool = False):
         model = model.eval().to(device)
         if reparameterize:
             model = timm.utils.reparameterize_model(model, inplace=True)
+        self.precision = resolve_precision(precision, device)
+        self.dtype = torch.bfloat16 if self.precision == 'bf16' else torch.float32
+        self.folded_batchnorms = 0
+        if self.precision == 'bf16':
+            self.folded_batchnorms = fold_batchnorms(model)
+            model = model.to(self.dtype)
         self.channels_last = channels_last
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.model, self.device, self.precision = model, device, precision
+        self.model, self.device = model, device
         self.label_names = label_names_of(model)
         self.data_config = timm.data.resolve_model_data_config(model)
+        # Inductor's freezing treats the weights as constants: prepacked oneDNN weights, ReLU/add fused into convs
+        self.forward = torch.compile(self._forward, options={'freezing': True}) if compile else self._forward
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray, attention: bool) -> tuple[np.ndarray, Optional[np.ndarray]]:
         if attention and not hasattr(getattr(self.model, 'heads', None), 'spatial_maps'):
             raise ValueError(f'{type(self.model).__name__} has no DAN attention heads to return maps from')
-        x = torch.from_numpy(x).to(self.device)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == 'bf16'):
-            features = self.model.forward_features(x)
-            logits = self.model.forward_head(features)
-            maps = self.model.heads.spatial_maps(features) if attention else None
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = torch.from_numpy(x).to(self.device, self.dtype, memory_format=memory_format)  # one copy at most
+        logits, maps = self.forward(x, attention)
         return logits.float().cpu().numpy(), None if maps is None else maps.float().cpu().numpy()
+
+    def _forward(self, x: torch.Tensor, attention: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        features = self.model.forward_features(x)
+        logits = self.model.forward_head(features)
+        return logits, self.model.heads.spatial_maps(features) if attention else None
 
 
 class _OnnxRunner:
@@ -114,9 +138,16 @@ class FERPredictor:
         batch_size: Faces per forward pass (all faces of a `predict` call are batched together).
         tta: Average the probabilities of each face and its mirror image.
         backend: 'torch' or 'onnxruntime'.
-        precision: 'fp32', or 'bf16' (autocast; faster on CPUs with AVX-512 BF16, small probability changes).
+        precision: 'auto' (bf16 where the device computes it natively: CPUs with AVX-512 BF16 or AMX, GPUs with
+            bf16; fp32 elsewhere), 'bf16' or 'fp32'. bf16 folds every BatchNorm that follows a conv or Linear
+            layer into it and casts the model to bf16 (1.7x the speed of fp32 on a 2-core AVX-512 BF16 CPU; top-1
+            agrees with fp32 on 99.7 % of faces, probabilities move by 1e-3 on average); fp32 runs the model as
+            it is.
         reparameterize: Fold each head's branch convolutions for inference (same outputs, faster).
         channels_last: Run in channels_last memory format.
+        compile: `torch.compile` the model with Inductor's freezing, for long videos and large folders: the
+            first batch compiles for up to a minute or more (again once for a new batch size, and for batch 1),
+            later ones run faster than eager (1.2x at batch 32 in bf16 on a 2-core AVX-512 CPU).
         margin: Extra border around a detector box when the face has no landmarks to align on.
         max_pixels: Decompression-bomb guard for image files (None disables it).
     """
@@ -129,9 +160,10 @@ class FERPredictor:
             batch_size: int = 32,
             tta: bool = False,
             backend: str = 'torch',
-            precision: str = 'fp32',
+            precision: str = 'auto',
             reparameterize: bool = True,
             channels_last: bool = True,
+            compile: bool = False,
             margin: float = 0.2,
             max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
     ):
@@ -142,10 +174,12 @@ class FERPredictor:
         if backend == 'torch':
             device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
             module = copy.deepcopy(model) if isinstance(model, nn.Module) else timm.create_model(model, pretrained=True)
-            self.runner = _TorchRunner(module, device, precision, reparameterize, channels_last)
+            self.runner = _TorchRunner(module, device, precision, reparameterize, channels_last, compile)
         elif backend == 'onnxruntime':
             if isinstance(model, nn.Module):
                 raise ValueError("backend='onnxruntime' needs the path of an exported .onnx file, not a module")
+            if compile:
+                raise ValueError("compile=True needs backend='torch'")
             self.runner = _OnnxRunner(model)
         else:
             raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")

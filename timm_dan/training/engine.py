@@ -18,20 +18,12 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 
 from ..losses import DANLoss, DANLossParts
+from ..precision import bf16_supported
 
 __all__ = [
     'resolve_precision', 'resolve_channels_last', 'DANTrainModule', 'TrainStep', 'NonFiniteLossError',
     'predict_loader', 'replica_checksums',
 ]
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast is fast here: a CUDA GPU with bf16, or a CPU with native bf16 (AVX-512 BF16 / AMX)."""
-    if device.type == 'cuda':
-        return torch.cuda.is_bf16_supported()
-    if device.type == 'cpu':
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return False
 
 
 def resolve_precision(precision: str = 'auto', device: Optional[torch.device] = None) -> str:
