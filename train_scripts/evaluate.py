@@ -21,7 +21,7 @@ import yaml  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 
 import timm_dan  # noqa: E402
-from timm_dan.data import load_fer_dataset  # noqa: E402
+from timm_dan.data import DeviceNormalize, load_fer_dataset  # noqa: E402
 from timm_dan.metrics import load_fer_metrics  # noqa: E402
 from timm_dan.training import predict_loader, resolve_channels_last, resolve_precision  # noqa: E402
 from timm_dan.training.config import TrainConfig  # noqa: E402
@@ -80,7 +80,8 @@ def main(argv=None) -> int:
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model, loader = accelerator.prepare(model, loader)
-    outputs = predict_loader(accelerator, model, loader, channels_last=channels_last, tta=args.tta)
+    outputs = predict_loader(accelerator, model, map(DeviceNormalize(data_config), loader), channels_last=channels_last,
+                             tta=args.tta)
     metric = load_fer_metrics()
     metric.add_batch(predictions=outputs['predictions'].tolist(), references=outputs['references'].tolist())
     results = metric.compute(num_classes=len(label_names))
