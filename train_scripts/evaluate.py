@@ -18,7 +18,7 @@ if __package__ in (None, ''):  # run as a script: import `timm_dan` from this ch
 import timm  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from accelerate import Accelerator  # noqa: E402
+from accelerate import Accelerator, DataLoaderConfiguration  # noqa: E402
 
 import timm_dan  # noqa: E402
 from timm_dan.data import DeviceNormalize, load_fer_dataset  # noqa: E402
@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.dataset != 'synthetic' and not (args.data_dir and Path(args.data_dir).is_dir()):
         raise SystemExit(f'error: --data-dir {args.data_dir} is not a folder; {args.dataset} needs its data')
-    accelerator = Accelerator(mixed_precision=resolve_precision(args.precision))
+    accelerator = Accelerator(mixed_precision=resolve_precision(args.precision),
+                              dataloader_config=DataLoaderConfiguration(non_blocking=True))
     channels_last = resolve_channels_last(None)
     model = timm.create_model(args.model, pretrained=True).eval()
     num_classes = model.num_classes
