@@ -16,6 +16,7 @@ Same augmentations and probabilities as `create_transform`, without its per-samp
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Optional, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
@@ -136,8 +137,8 @@ class BatchCollate:
 class DeviceNormalize:
     """The consumer's half of the batched pipeline: `FERBatch` -> `(pixel_values, labels)` as the model takes them.
 
-    Computes float32 `(x / 255 - mean) / std` in one pass over the channels_last memory (the layout the train step
-    feeds the model; `.contiguous()` gives NCHW) and zeroes the RandomErasing rectangles, on the batch's device
+    Computes float32 `(x / 255 - mean) / std` over the channels_last memory (the layout the train step feeds the
+    model; `.contiguous()` gives NCHW) and zeroes the RandomErasing rectangles, on the batch's device
     (or on `device`, moved there without blocking from pinned memory). Use it as `map(normalize, loader)`.
 
     Args:
@@ -158,13 +159,24 @@ class DeviceNormalize:
             pixel_values = pixel_values.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
         b, c, h, w = pixel_values.shape
+        device = pixel_values.device
         # the NHWC memory as B rows of H*W*C values, scale and shift tiled along them: long vectorised inner loops
         rows = pixel_values.permute(0, 2, 3, 1).reshape(b, -1)
-        shift, scale = self._tiled_constants(pixel_values.device, c, h * w)
-        x = torch.addcmul(shift, rows, scale).view(b, h, w, c).permute(0, 3, 1, 2)
+        scale, shift = self._tiled_constants(device, c, h * w)
+        nhwc = torch.empty((b, h, w, c), dtype=torch.float32, device=device)
+        if device.type == 'cpu':
+            # numpy's ufuncs run on this thread alone; torch's would wake an OpenMP team for every batch and leave
+            # it spinning on the cores that the DataLoader's workers need
+            out = nhwc.numpy()
+            flat = out.reshape(b, -1)
+            np.multiply(rows.numpy(), scale.numpy(), out=flat)
+            np.add(flat, shift.numpy(), out=flat)
+        else:
+            out = nhwc
+            torch.mul(rows, scale, out=out.view(b, -1)).add_(shift)
         for i, top, left, eh, ew in erase:
-            x[i, :, top:top + eh, left:left + ew] = 0
-        return x, labels
+            out[i, top:top + eh, left:left + ew] = 0
+        return nhwc.permute(0, 3, 1, 2), labels
 
     def _tiled_constants(self, device: torch.device, channels: int, pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
         key = (device, channels, pixels)
@@ -172,5 +184,5 @@ class DeviceNormalize:
             if channels != self.scale.numel():
                 raise ValueError(f'the batch has {channels} channels, the data config\'s mean and std '
                                  f'{self.scale.numel()}')
-            self._tiled[key] = (self.shift.repeat(pixels).to(device), self.scale.repeat(pixels).to(device))
+            self._tiled[key] = (self.scale.repeat(pixels).to(device), self.shift.repeat(pixels).to(device))
         return self._tiled[key]
