@@ -3,11 +3,14 @@
 baseline: torchvision `ImageFolder` + PIL + the authors' RAF-DB train augmentations (torchvision v1 transforms
     on PIL images, then float tensors), one sample at a time, default collate.
 ours: the tree as a `datasets` split -> `timm_dan.data.prepare_dataset` decoding to uint8 only ->
-    `timm_dan.data.BatchCollate` with the same recipe ('rafdb'), which resizes, augments and normalises whole
-    batches (`per_sample=True`: the per-sample `create_transform` + `fer_collate` path instead).
+    `timm_dan.data.BatchCollate` with the same recipe ('rafdb'), which resizes and augments whole uint8 batches
+    in the workers -> `timm_dan.data.DeviceNormalize` in the consumer, which turns each batch into what the
+    model takes (normalised float32, channels_last, erased rectangles zeroed): timed as part of ours.
 Both read the same files through a DataLoader with the same batch size and number of workers.
 """
+from collections.abc import Callable
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -17,7 +20,7 @@ from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
 from torchvision.transforms import v2
 
-from timm_dan.data import LABELS, BatchCollate, create_transform, fer_collate, prepare_dataset
+from timm_dan.data import LABELS, BatchCollate, DeviceNormalize, prepare_dataset
 from timm_dan.data.synthetic import draw_faces
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -35,7 +38,8 @@ def write_jpeg_tree(root: Path, num_images: int, num_classes: int = 7, size: int
     return root
 
 
-def baseline_loader(root: Path, image_size: int, batch_size: int, num_workers: int) -> DataLoader:
+def baseline_loader(root: Path, image_size: int, batch_size: int, num_workers: int, pin_memory: bool = False
+                    ) -> DataLoader:
     """ImageFolder + PIL, the authors' RAF-DB train transform written with torchvision v1 transforms."""
     transform = T.Compose([
         T.Resize((image_size, image_size)),
@@ -47,12 +51,13 @@ def baseline_loader(root: Path, image_size: int, batch_size: int, num_workers: i
     ])
     dataset = tv_datasets.ImageFolder(str(root), transform=transform)
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers, drop_last=True,
-                      persistent_workers=num_workers > 0)
+                      persistent_workers=num_workers > 0, pin_memory=pin_memory)
 
 
-def our_loader(root: Path, image_size: int, batch_size: int, num_workers: int, per_sample: bool = False,
-               pin_memory: bool = False) -> DataLoader:
-    """The same files as a `datasets` split through timm_dan.data's decode + transform + collate."""
+def our_loader(root: Path, image_size: int, batch_size: int, num_workers: int, device: str = 'cpu'
+               ) -> tuple[DataLoader, DeviceNormalize]:
+    """The same files as a `datasets` split through timm_dan.data's decode + batch transform, and the consumer's
+    normalisation (on `device`, from pinned memory on CUDA) that makes each batch what the model takes."""
     from datasets import ClassLabel, Dataset, Features, Image
 
     files = sorted(root.glob('*/*.jpg'))
@@ -62,19 +67,19 @@ def our_loader(root: Path, image_size: int, batch_size: int, num_workers: int, p
         {'image': [str(f) for f in files], 'label': [names.index(f.parent.name) for f in files]}, features=features)
     data_config = {'input_size': (3, image_size, image_size), 'interpolation': 'bilinear',
                    'mean': IMAGENET_MEAN, 'std': IMAGENET_STD}
-    if per_sample:
-        transform, collate = create_transform(data_config, 'rafdb', is_training=True), fer_collate
-    else:
-        transform, collate = v2.Identity(), BatchCollate(data_config, 'rafdb', is_training=True)
-    return DataLoader(prepare_dataset(dataset, transform), batch_size=batch_size, shuffle=True,
-                      num_workers=num_workers, drop_last=True, collate_fn=collate, persistent_workers=num_workers > 0,
-                      pin_memory=pin_memory)
+    loader = DataLoader(prepare_dataset(dataset, v2.Identity()), batch_size=batch_size, shuffle=True,
+                        num_workers=num_workers, drop_last=True, persistent_workers=num_workers > 0,
+                        collate_fn=BatchCollate(data_config, 'rafdb', is_training=True),
+                        pin_memory=torch.device(device).type == 'cuda')
+    return loader, DeviceNormalize(data_config, device)
 
 
-def drain(loader: DataLoader) -> int:
-    """Iterate one epoch; returns the number of images (checks each batch's shape and dtype)."""
+def drain(loader: DataLoader, consume: Optional[Callable] = None) -> int:
+    """Iterate one epoch, passing each batch through `consume` (our DeviceNormalize); returns the number of images
+    (checks each batch's shape and dtype)."""
     count = 0
-    for images, labels in loader:
+    for batch in loader:
+        images, labels = consume(batch) if consume is not None else batch
         assert images.dtype == torch.float32 and images.shape[0] == labels.shape[0]
         count += images.shape[0]
     return count

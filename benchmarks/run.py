@@ -296,18 +296,25 @@ def infer_medians(reference: nn.Module, runner: Callable, batch_size: int, devic
 # ---------------------------------------------------------------------------------------------------------------
 
 def bench_data(args, results: dict) -> None:
+    """Images/s from JPEG files to what the model takes, on `--device`: the baseline's float batches moved there,
+    ours normalised there by DeviceNormalize (timed with the loader)."""
     from benchmarks.data_pipeline import baseline_loader, drain, our_loader, write_jpeg_tree
 
+    device = torch.device(args.device)
+    pin = device.type == 'cuda'
+
+    def to_device(batch):
+        return tuple(t.to(device, non_blocking=pin) for t in batch)
     with tempfile.TemporaryDirectory() as tmp:
         root = write_jpeg_tree(Path(tmp) / 'faces', args.data_images)
-        loaders = {name: make(root, 224, args.batch_size, args.data_workers)
-                   for name, make in (('baseline', baseline_loader), ('ours', our_loader))}
+        loaders = {'baseline': (baseline_loader(root, 224, args.batch_size, args.data_workers, pin), to_device),
+                   'ours': our_loader(root, 224, args.batch_size, args.data_workers, device)}
         counts = {}
 
         def epoch(name):
-            counts[name] = drain(loaders[name])
+            counts[name] = drain(*loaders[name])
         seconds = interleaved_medians({name: (lambda n=name: epoch(n)) for name in loaders}, args.data_rounds,
-                                      lambda: None)
+                                      device_sync(device))
     ips = {k: counts[k] / v for k, v in seconds.items()}
     results['data_images_per_s'] = ips
     results['data_workers'] = args.data_workers
@@ -315,22 +322,22 @@ def bench_data(args, results: dict) -> None:
 
 
 def bench_loop(args, results: dict) -> None:
-    """Our default train step fed by our loader (JPEG tree, BatchCollate, workers) vs one in-memory batch."""
+    """Our default train step fed by our loader (JPEG tree, BatchCollate, workers, DeviceNormalize) vs one
+    in-memory batch."""
     from benchmarks.data_pipeline import our_loader, write_jpeg_tree
 
     cfg = default_train_config(compile=args.compile)
     accelerator = train_accelerator(cfg, args.device)
     with tempfile.TemporaryDirectory() as tmp:
         root = write_jpeg_tree(Path(tmp) / 'faces', args.batch_size * args.loop_batches)
-        loader = our_loader(root, 224, args.batch_size, args.data_workers, pin_memory=accelerator.device.type == 'cuda')
-        step = prepare_train_step(accelerator, cfg, our_dan_module(cfg))
         device = accelerator.device
-        images, labels = next(iter(loader))
-        images, labels = images.to(device), labels.to(device)
+        loader, normalize = our_loader(root, 224, args.batch_size, args.data_workers, device)
+        step = prepare_train_step(accelerator, cfg, our_dan_module(cfg))
+        images, labels = normalize(next(iter(loader)))
 
         def with_loader():
-            for batch_images, batch_labels in loader:
-                step(batch_images.to(device, non_blocking=True), batch_labels.to(device, non_blocking=True))
+            for batch_images, batch_labels in map(normalize, loader):
+                step(batch_images, batch_labels)
 
         def in_memory():
             for _ in range(len(loader)):

@@ -7,6 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, recall_score
 
+from timm_dan.data import DeviceNormalize, load_fer_dataset
 from timm_dan.metrics import FER_METRICS_PATH, load_fer_metrics
 from timm_dan.training import (
     ConfigError,
@@ -22,7 +23,7 @@ from timm_dan.training import (
     parse_config,
     resolve_precision,
 )
-from timm_dan.training.data import SeededAugmentation, SeededShuffleSampler
+from timm_dan.training.data import SeededAugmentation, SeededShuffleSampler, create_loader
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'train_scripts' / 'configs'
 
@@ -163,6 +164,36 @@ def test_seeded_augmentation_depends_on_seed_epoch_and_indices_only():
     data.set_epoch(1)
     assert not torch.equal(first, torch.stack(data.__getitems__([5, 7])))
     assert torch.get_rng_state().shape == state.shape
+
+
+def test_batched_training_loader_is_identical_with_0_and_2_workers(tmp_path):
+    """The batch augmentation (in the collate) runs inside the seeded region: the same batches whatever the
+    number of workers and the process's RNG state."""
+    data = load_fer_dataset('synthetic', num_samples=24, num_validation_samples=8, image_size=40, seed=0,
+                            cache_dir=str(tmp_path))['train']
+    data_config = {'input_size': (3, 32, 32), 'mean': (0.5, 0.5, 0.5), 'std': (0.25, 0.25, 0.25),
+                   'interpolation': 'bilinear'}
+    normalize = DeviceNormalize(data_config)
+
+    def epoch(workers, process_seed):
+        loader = create_loader(TrainConfig(num_workers=workers, recipe='rafdb', seed=5), data, data_config,
+                               batch_size=6, is_training=True)
+        for seeded in (loader.sampler, loader.dataset):
+            seeded.set_epoch(1)
+        torch.manual_seed(process_seed)
+        return [normalize(batch) for batch in loader]
+
+    in_process, two_workers = epoch(0, process_seed=1), epoch(2, process_seed=2)
+    assert len(in_process) == len(two_workers) == 4
+    for (x0, y0), (x2, y2) in zip(in_process, two_workers):
+        assert x0.shape == (6, 3, 32, 32) and x0.dtype == torch.float32
+        assert torch.equal(x0, x2) and torch.equal(y0, y2)
+    images = torch.cat([x for x, _ in in_process])
+    assert (images == 0).all(1).flatten(1).any(1).any()  # augmented: some images carry an erased rectangle
+    eval_loader = create_loader(TrainConfig(num_workers=0), data, data_config, batch_size=24, is_training=False)
+    plain, labels = normalize(next(iter(eval_loader)))
+    order = torch.cat([y for _, y in in_process])
+    assert sorted(order.tolist()) == sorted(labels.tolist()) and not torch.equal(images, plain)
 
 
 def test_seeded_shuffle_sampler_is_a_permutation_per_epoch():

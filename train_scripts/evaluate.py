@@ -18,10 +18,10 @@ if __package__ in (None, ''):  # run as a script: import `timm_dan` from this ch
 import timm  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from accelerate import Accelerator  # noqa: E402
+from accelerate import Accelerator, DataLoaderConfiguration  # noqa: E402
 
 import timm_dan  # noqa: E402
-from timm_dan.data import load_fer_dataset  # noqa: E402
+from timm_dan.data import DeviceNormalize, load_fer_dataset  # noqa: E402
 from timm_dan.metrics import load_fer_metrics  # noqa: E402
 from timm_dan.training import predict_loader, resolve_channels_last, resolve_precision  # noqa: E402
 from timm_dan.training.config import TrainConfig  # noqa: E402
@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.dataset != 'synthetic' and not (args.data_dir and Path(args.data_dir).is_dir()):
         raise SystemExit(f'error: --data-dir {args.data_dir} is not a folder; {args.dataset} needs its data')
-    accelerator = Accelerator(mixed_precision=resolve_precision(args.precision))
+    accelerator = Accelerator(mixed_precision=resolve_precision(args.precision),
+                              dataloader_config=DataLoaderConfiguration(non_blocking=True))
     channels_last = resolve_channels_last(None)
     model = timm.create_model(args.model, pretrained=True).eval()
     num_classes = model.num_classes
@@ -80,7 +81,8 @@ def main(argv=None) -> int:
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model, loader = accelerator.prepare(model, loader)
-    outputs = predict_loader(accelerator, model, loader, channels_last=channels_last, tta=args.tta)
+    outputs = predict_loader(accelerator, model, map(DeviceNormalize(data_config), loader), channels_last=channels_last,
+                             tta=args.tta)
     metric = load_fer_metrics()
     metric.add_batch(predictions=outputs['predictions'].tolist(), references=outputs['references'].tolist())
     results = metric.compute(num_classes=len(label_names))

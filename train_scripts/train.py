@@ -22,11 +22,12 @@ if __package__ in (None, ''):  # run as a script: import `timm_dan` from this ch
 
 import timm  # noqa: E402
 import torch  # noqa: E402
-from accelerate import Accelerator  # noqa: E402
+from accelerate import Accelerator, DataLoaderConfiguration  # noqa: E402
 from accelerate.utils import set_seed  # noqa: E402
 from timm.utils import ModelEmaV3, distribute_bn  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from timm_dan.data import DeviceNormalize  # noqa: E402
 from timm_dan.metrics import load_fer_metrics  # noqa: E402
 from timm_dan.training import (  # noqa: E402
     DANTrainModule,
@@ -84,6 +85,7 @@ def main(argv=None) -> int:
         project_dir=str(output_dir),
         step_scheduler_with_optimizer=False,  # the recipes' schedules are per epoch
         dynamo_backend='inductor' if cfg.compile else None,
+        dataloader_config=DataLoaderConfiguration(non_blocking=True),  # from pinned memory: copies overlap compute
     )
     channels_last = resolve_channels_last(cfg.channels_last)
     set_seed(cfg.seed, deterministic=cfg.deterministic)
@@ -103,6 +105,7 @@ def main(argv=None) -> int:
                           f'({cfg.batch_size}); lower --batch-size')
     data_config = timm.data.resolve_model_data_config(model)
     data_config['input_size'] = (data_config['input_size'][0], cfg.image_size, cfg.image_size)
+    normalize = DeviceNormalize(data_config)  # the loaders' uint8 batches -> normalised float, on the device
     loss_fn = create_loss(cfg, model)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -167,7 +170,7 @@ def main(argv=None) -> int:
         progress = tqdm(total=len(train_loader), initial=skip_batches, desc=f'epoch {epoch + 1}/{cfg.epochs}',
                         disable=not accelerator.is_local_main_process, dynamic_ncols=True)
         start, images_seen = time.perf_counter(), 0
-        for batch, (images, labels) in enumerate(loader, start=skip_batches):
+        for batch, (images, labels) in enumerate(map(normalize, loader), start=skip_batches):
             step(images, labels)
             images_seen += images.shape[0] * accelerator.num_processes
             progress.update(1)
@@ -194,8 +197,8 @@ def main(argv=None) -> int:
                 if bn_model is not None:
                     distribute_bn(bn_model, accelerator.num_processes, reduce=True)
 
-        val_metrics = evaluate_split(accelerator, eval_model, eval_loaders['validation'], cfg.num_classes,
-                                     channels_last)
+        val_metrics = evaluate_split(accelerator, eval_model, map(normalize, eval_loaders['validation']),
+                                     cfg.num_classes, channels_last)
         record = {
             'epoch': epoch + 1, 'step': step.optimizer_steps, 'lr': lr,
             **{f'train_{k}': v for k, v in losses.items()},
@@ -244,7 +247,8 @@ def finish(accelerator, cfg, output_dir, eval_loaders, splits, data_config, best
     model = timm.create_model(f'local-dir:{best_dir}', pretrained=True).to(accelerator.device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    results = {role: evaluate_split(accelerator, model, loader, cfg.num_classes, channels_last)
+    normalize = DeviceNormalize(data_config)
+    results = {role: evaluate_split(accelerator, model, map(normalize, loader), cfg.num_classes, channels_last)
                for role, loader in eval_loaders.items()}
     if accelerator.is_main_process:
         if 'test' in results:

@@ -1,24 +1,30 @@
-"""The DAN recipes' transforms applied to whole batches, in the DataLoader's collate function.
+"""The DAN recipes' transforms on whole batches: uint8 in the DataLoader's workers, float on the consumer's device.
 
 Per sample, a worker only decodes the image (uint8, native size; `prepare_dataset(split, v2.Identity())`).
 `BatchCollate` then applies the recipe's rotation/crop or affine to the randomly chosen samples only, at their
 native size (cheaper than at 224 px; the crop padding scales with the image), resizes the whole batch in one
-channels_last uint8 call, flips it with one mask, converts it to normalised float straight into the output
-(shared memory in a worker, optionally channels_last) and erases the chosen rectangles in place.
+channels_last uint8 call, flips the chosen samples and draws the RandomErasing rectangles. The batch crosses
+to the main process as uint8 (a quarter of float32's bytes through shared memory and to the GPU);
+`DeviceNormalize` (the consumer's half, as timm's `PrefetchLoader`) converts it to normalised float on the
+device, in channels_last, and zeroes the erased rectangles there.
 Same augmentations and probabilities as `create_transform`, without its per-sample passes at 224 px.
+
+    collate, normalize = BatchCollate(data_config, 'rafdb', is_training=True), DeviceNormalize(data_config, device)
+    loader = DataLoader(prepare_dataset(split, v2.Identity()), batch_size=64, collate_fn=collate, pin_memory=True)
+    for images, labels in map(normalize, loader): ...
 """
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import get_worker_info
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from .transforms import _INTERPOLATION, RECIPES, _input_hw
 
-__all__ = ['BatchCollate']
+__all__ = ['BatchCollate', 'DeviceNormalize', 'FERBatch']
 
 # recipe -> (probability of the geometric augmentation, RandomErasing scale); RandomErasing p=0.5, value 0
 _RECIPE_PARAMS = {
@@ -32,41 +38,49 @@ _ERASE_TRIES = 10
 _MODES = {v2.InterpolationMode.NEAREST: 'nearest', v2.InterpolationMode.BILINEAR: 'bilinear',
           v2.InterpolationMode.BICUBIC: 'bicubic'}
 
+Rectangle = tuple[int, int, int, int, int]  # sample, top, left, height, width
+
+
+class FERBatch(NamedTuple):
+    """A batch as `BatchCollate` hands it over: uint8 pixels (B x C x H x W, channels_last memory), labels, and
+    the RandomErasing rectangles that `DeviceNormalize` zeroes after normalising (plain ints: they stay on the
+    host, so applying them never waits for the device)."""
+    pixel_values: torch.Tensor
+    labels: torch.Tensor
+    erase: tuple[Rectangle, ...] = ()
+
 
 class BatchCollate:
-    """`collate_fn` for decoded uint8 examples: `(pixel_values float B x C x H x W, labels B)`.
+    """`collate_fn` for decoded uint8 examples -> `FERBatch` (uint8 pixels at `input_size`, labels, erasures).
 
     Args:
-        data_config: A timm data config (`input_size`, `interpolation`, `mean`, `std`).
+        data_config: A timm data config (`input_size`, `interpolation`).
         recipe: Train recipe as in `create_transform` ('rafdb', 'affectnet', 'sfew', 'synthetic'/None).
-        is_training: Augment (else resize + normalise only).
-        channels_last: Return the batch in channels_last memory format (what the train step feeds the model).
+        is_training: Augment (else resize only).
     """
 
-    def __init__(self, data_config: Mapping[str, Any], recipe: Optional[str] = None, is_training: bool = False,
-                 channels_last: bool = False):
+    def __init__(self, data_config: Mapping[str, Any], recipe: Optional[str] = None, is_training: bool = False):
         recipe = recipe or 'synthetic'
         if recipe not in RECIPES:
             raise ValueError(f'unknown transform recipe {recipe!r}; choose one of {RECIPES}')
         self.size = _input_hw(data_config)
         self.interpolation = _INTERPOLATION.get(data_config.get('interpolation', 'bilinear'),
                                                 v2.InterpolationMode.BILINEAR)
-        mean = torch.tensor(data_config['mean'], dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(data_config['std'], dtype=torch.float32).view(1, -1, 1, 1)
-        self.scale, self.shift = 1 / (255 * std), -mean / std  # (x / 255 - mean) / std = x * scale + shift
         self.recipe = recipe
         self.is_training = is_training
-        self.channels_last = channels_last
         self.geometric_p, self.erase_scale = _RECIPE_PARAMS[recipe] if is_training else (0.0, None)
         self.affine = v2.RandomAffine(degrees=20, translate=(0.2, 0.2), scale=(0.8, 1.0),
                                       interpolation=self.interpolation)
 
-    def __call__(self, batch: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, batch: Sequence[Mapping[str, Any]]) -> FERBatch:
         labels = torch.as_tensor([example['label'] for example in batch], dtype=torch.long)
-        return self.transform([example['pixel_values'] for example in batch]), labels
+        pixel_values, erase = self.transform([example['pixel_values'] for example in batch])
+        return FERBatch(pixel_values, labels, erase)
 
-    def transform(self, images: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
-        """uint8 images (a B x C x H x W batch or a list of C x H x W of any sizes) -> normalised float batch."""
+    def transform(self, images: Union[torch.Tensor, Sequence[torch.Tensor]]
+                  ) -> tuple[torch.Tensor, tuple[Rectangle, ...]]:
+        """uint8 images (a B x C x H x W batch or a list of C x H x W of any sizes) -> the augmented uint8 batch
+        (channels_last memory) and the rectangles to erase after normalising."""
         images = list(images)
         if any(image.dtype != torch.uint8 for image in images):
             raise TypeError('BatchCollate expects decoded uint8 images; prepare the split with v2.Identity()')
@@ -75,13 +89,9 @@ class BatchCollate:
                 images[i] = self._geometric(images[i])
         x = self._resize(images)
         if self.is_training:
-            flip = torch.rand(x.shape[0]) < 0.5
-            x[flip] = x[flip].flip(-1)
-        out = self._output(x.shape)
-        out.copy_(x).mul_(self.scale).add_(self.shift)
-        if self.erase_scale is not None:
-            self._erase(out)
-        return out
+            for i in (torch.rand(x.shape[0]) < 0.5).nonzero().flatten().tolist():
+                x[i] = x[i].flip(-1)
+        return x, self._erase_rectangles(x.shape) if self.erase_scale is not None else ()
 
     def _geometric(self, image: torch.Tensor) -> torch.Tensor:
         """The recipe's rotation/crop or affine, on one image at its native size (sizes relative to 224 px)."""
@@ -105,20 +115,9 @@ class BatchCollate:
             return x
         return F.interpolate(x, size=self.size, mode=_MODES[self.interpolation], antialias=True, align_corners=False)
 
-    def _output(self, shape: torch.Size) -> torch.Tensor:
-        """An empty float batch; in a DataLoader worker allocated in shared memory (as `default_collate` does)."""
-        b, c, h, w = shape
-        if get_worker_info() is None:
-            out = torch.empty((b, h, w, c) if self.channels_last else (b, c, h, w))
-        else:
-            proto = torch.empty(0)
-            storage = proto._typed_storage()._new_shared(b * c * h * w, device=proto.device)
-            out = proto.new(storage).view((b, h, w, c) if self.channels_last else (b, c, h, w))
-        return out.permute(0, 3, 1, 2) if self.channels_last else out
-
-    def _erase(self, x: torch.Tensor) -> None:
+    def _erase_rectangles(self, shape: torch.Size) -> tuple[Rectangle, ...]:
         """RandomErasing(p=0.5, scale, ratio=(0.3, 3.3), value=0) per sample, the torchvision rules, vectorised."""
-        b, _, h, w = x.shape
+        b, _, h, w = shape
         area = h * w * torch.empty(b, _ERASE_TRIES).uniform_(*self.erase_scale)
         log_ratio = torch.log(torch.tensor(_ERASE_RATIO))
         ratio = torch.exp(torch.empty(b, _ERASE_TRIES).uniform_(log_ratio[0].item(), log_ratio[1].item()))
@@ -131,5 +130,59 @@ class BatchCollate:
         eh, ew = eh[rows, first], ew[rows, first]
         top = (torch.rand(b) * (h - eh + 1)).long()
         left = (torch.rand(b) * (w - ew + 1)).long()
-        for i in chosen.nonzero().flatten().tolist():
-            x[i, :, top[i]:top[i] + eh[i], left[i]:left[i] + ew[i]] = 0
+        i = chosen.nonzero().flatten()
+        return tuple(map(tuple, torch.stack([i, top[i], left[i], eh[i], ew[i]], 1).tolist()))
+
+
+class DeviceNormalize:
+    """The consumer's half of the batched pipeline: `FERBatch` -> `(pixel_values, labels)` as the model takes them.
+
+    Computes float32 `(x / 255 - mean) / std` over the channels_last memory (the layout the train step feeds the
+    model; `.contiguous()` gives NCHW) and zeroes the RandomErasing rectangles, on the batch's device
+    (or on `device`, moved there without blocking from pinned memory). Use it as `map(normalize, loader)`.
+
+    Args:
+        data_config: A timm data config (`mean`, `std`).
+        device: Move the batch here first (None: where it is; an Accelerate-prepared loader has moved it).
+    """
+
+    def __init__(self, data_config: Mapping[str, Any], device: Optional[Union[str, torch.device]] = None):
+        std = torch.tensor(data_config['std'], dtype=torch.float32)
+        self.scale = 1 / (255 * std)  # (x / 255 - mean) / std = x * scale + shift
+        self.shift = -torch.tensor(data_config['mean'], dtype=torch.float32) / std
+        self.device = torch.device(device) if device is not None else None
+        self._tiled: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, batch: FERBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        pixel_values, labels, erase = batch
+        if self.device is not None:
+            pixel_values = pixel_values.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+        b, c, h, w = pixel_values.shape
+        device = pixel_values.device
+        # the NHWC memory as B rows of H*W*C values, scale and shift tiled along them: long vectorised inner loops
+        rows = pixel_values.permute(0, 2, 3, 1).reshape(b, -1)
+        scale, shift = self._tiled_constants(device, c, h * w)
+        nhwc = torch.empty((b, h, w, c), dtype=torch.float32, device=device)
+        if device.type == 'cpu':
+            # numpy's ufuncs run on this thread alone; torch's would wake an OpenMP team for every batch and leave
+            # it spinning on the cores that the DataLoader's workers need
+            out = nhwc.numpy()
+            flat = out.reshape(b, -1)
+            np.multiply(rows.numpy(), scale.numpy(), out=flat)
+            np.add(flat, shift.numpy(), out=flat)
+        else:
+            out = nhwc
+            torch.mul(rows, scale, out=out.view(b, -1)).add_(shift)
+        for i, top, left, eh, ew in erase:
+            out[i, top:top + eh, left:left + ew] = 0
+        return nhwc.permute(0, 3, 1, 2), labels
+
+    def _tiled_constants(self, device: torch.device, channels: int, pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (device, channels, pixels)
+        if key not in self._tiled:
+            if channels != self.scale.numel():
+                raise ValueError(f'the batch has {channels} channels, the data config\'s mean and std '
+                                 f'{self.scale.numel()}')
+            self._tiled[key] = (self.scale.repeat(pixels).to(device), self.shift.repeat(pixels).to(device))
+        return self._tiled[key]

@@ -1,7 +1,7 @@
 """The run's data: splits (with the hold-out for model selection), seeded augmentation and loaders."""
 import random
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -9,11 +9,12 @@ import numpy as np
 import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader, Sampler
+from torchvision.transforms import v2
 
-from ..data import FER_DATASETS, ClassBalancedSampler, create_transform, fer_collate, load_fer_dataset, prepare_dataset
+from ..data import FER_DATASETS, BatchCollate, ClassBalancedSampler, load_fer_dataset, prepare_dataset
 from .config import ConfigError, TrainConfig
 
-__all__ = ['RunSplits', 'load_splits', 'SeededAugmentation', 'SeededShuffleSampler', 'create_loader']
+__all__ = ['RunSplits', 'load_splits', 'SeededAugmentation', 'keep_batch', 'SeededShuffleSampler', 'create_loader']
 
 
 class RunSplits(dict):
@@ -66,16 +67,19 @@ def load_splits(cfg: TrainConfig) -> RunSplits:
 
 
 class SeededAugmentation(torch.utils.data.Dataset):
-    """Runs the wrapped dataset's random transforms under RNGs seeded by (seed, epoch, the batch's indices).
+    """Runs the wrapped dataset's random transforms, and then `collate`'s, under RNGs seeded by (seed, epoch, the
+    batch's indices).
 
     The augmentation of a sample then depends neither on the number of workers nor on where a run was resumed,
-    and it does not touch the process's own RNG streams. The epoch lives in shared memory, so persistent
-    workers see `set_epoch`.
+    and it does not touch the process's own RNG streams. With `collate` (a batch transform such as
+    `BatchCollate`), `__getitems__` returns the collated batch: give the DataLoader `collate_fn=keep_batch`.
+    The epoch lives in shared memory, so persistent workers see `set_epoch`.
     """
 
-    def __init__(self, dataset: Any, seed: int):
+    def __init__(self, dataset: Any, seed: int, collate: Optional[Callable[[list], Any]] = None):
         self.dataset = dataset
         self.seed = seed
+        self.collate = collate
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
 
     def set_epoch(self, epoch: int) -> None:
@@ -85,9 +89,10 @@ class SeededAugmentation(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Any:
-        return self.__getitems__([index])[0]
+        batch = self.__getitems__([index])
+        return batch if self.collate is not None else batch[0]
 
-    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+    def __getitems__(self, indices: Sequence[int]) -> Any:
         key = np.asarray([self.seed, int(self._epoch), *indices], dtype=np.int64).tobytes()
         seed = zlib.crc32(key) | (zlib.adler32(key) << 32)
         py_state = random.getstate()
@@ -95,9 +100,15 @@ class SeededAugmentation(torch.utils.data.Dataset):
             torch.manual_seed(seed)
             random.seed(seed)
             try:
-                return self.dataset.__getitems__(list(indices))
+                examples = self.dataset.__getitems__(list(indices))
+                return self.collate(examples) if self.collate is not None else examples
             finally:
                 random.setstate(py_state)
+
+
+def keep_batch(batch: Any) -> Any:
+    """The DataLoader's `collate_fn` for a dataset whose `__getitems__` already returns whole batches."""
+    return batch
 
 
 class SeededShuffleSampler(Sampler[int]):
@@ -127,18 +138,20 @@ def create_loader(
         is_training: bool,
         recipe: Optional[str] = None,
 ) -> DataLoader:
-    """A DataLoader of `(pixel_values, labels)`; training: seeded shuffling (or class-balanced) and augmentation."""
-    transform = create_transform(data_config, recipe or cfg.recipe, is_training=is_training)
-    prepared = prepare_dataset(dataset, transform)
+    """A DataLoader of uint8 `FERBatch`es: each worker decodes its samples and `BatchCollate` resizes (and in
+    training augments, seeded by `SeededAugmentation`) whole batches; pass them through `DeviceNormalize` on the
+    device. Training: seeded shuffling (or class-balanced sampling), drop_last."""
+    prepared = prepare_dataset(dataset, v2.Identity())
+    collate = BatchCollate(data_config, recipe or cfg.recipe, is_training=is_training)
     workers = dict(num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
                    pin_memory=torch.cuda.is_available())
     if not is_training:
-        return DataLoader(prepared, batch_size=batch_size, shuffle=False, collate_fn=fer_collate, **workers)
+        return DataLoader(prepared, batch_size=batch_size, shuffle=False, collate_fn=collate, **workers)
     if cfg.balanced_sampler:
         sampler = ClassBalancedSampler(dataset['label'], seed=cfg.seed)
     else:
         sampler = SeededShuffleSampler(len(dataset), seed=cfg.seed)
     return DataLoader(
-        SeededAugmentation(prepared, cfg.seed), batch_size=batch_size, sampler=sampler, drop_last=True,
-        collate_fn=fer_collate, **workers,
+        SeededAugmentation(prepared, cfg.seed, collate), batch_size=batch_size, sampler=sampler, drop_last=True,
+        collate_fn=keep_batch, **workers,
     )
