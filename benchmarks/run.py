@@ -277,6 +277,10 @@ def bench_infer(args, results: dict) -> None:
         seconds = infer_medians(reference, runner, batch_size, device, rounds)
         results[f'infer_images_per_s_bs{batch_size}'] = {k: batch_size / v for k, v in seconds.items()}
         results[key] = seconds['reference'] / seconds['ours']
+        if batch_size > 1:  # the reference's FLOPs (ours computes the same function, reparameterized: fewer)
+            x = torch.randn(batch_size, 3, 224, 224, device=device)
+            flops = step_flops(torch.no_grad()(lambda x=x: reference(x)))
+            results['infer_gflop_per_s'] = {k: flops / v / 1e9 for k, v in seconds.items()}
 
 
 def infer_medians(reference: nn.Module, runner: Callable, batch_size: int, device: torch.device, rounds: int
