@@ -140,14 +140,15 @@ class FERPredictor:
         backend: 'torch' or 'onnxruntime'.
         precision: 'auto' (bf16 where the device computes it natively: CPUs with AVX-512 BF16 or AMX, GPUs with
             bf16; fp32 elsewhere), 'bf16' or 'fp32'. bf16 folds every BatchNorm that follows a conv or Linear
-            layer into it and casts the model to bf16 (1.7x the speed of fp32 on a 2-core AVX-512 BF16 CPU; top-1
+            layer into it and casts the model to bf16 (2x the speed of fp32 on a 2-core AVX-512 BF16 CPU; top-1
             agrees with fp32 on 99.7 % of faces, probabilities move by 1e-3 on average); fp32 runs the model as
             it is.
         reparameterize: Fold each head's branch convolutions for inference (same outputs, faster).
         channels_last: Run in channels_last memory format.
         compile: `torch.compile` the model with Inductor's freezing, for long videos and large folders: the
             first batch compiles for up to a minute or more (again once for a new batch size, and for batch 1),
-            later ones run faster than eager (1.2x at batch 32 in bf16 on a 2-core AVX-512 CPU).
+            later ones run a little faster than eager (1.04x at batch 32 in bf16 on a quiet 2-core AVX-512
+            CPU; more under load).
         margin: Extra border around a detector box when the face has no landmarks to align on.
         max_pixels: Decompression-bomb guard for image files (None disables it).
     """
