@@ -79,9 +79,9 @@ def test_prepare_dataset_with_a_random_transform_is_bit_identical(split):
 
 @pytest.mark.parametrize('is_training', [True, False])
 def test_create_loader_gives_the_same_batches(split, is_training):
-    cfg = TrainConfig(num_workers=0, recipe='rafdb', seed=7)
     batches = []
-    for data in (split, decode_to_arrow(split)):
+    for data, workers in ((split, 0), (decode_to_arrow(split), 2)):  # the cached split read in worker processes
+        cfg = TrainConfig(num_workers=workers, recipe='rafdb', seed=7)
         torch.manual_seed(0)
         batches.append(list(create_loader(cfg, data, CFG, batch_size=4, is_training=is_training)))
     assert len(batches[0]) == 2
