@@ -90,11 +90,15 @@ def test_create_loader_gives_the_same_batches(split, is_training):
         assert plain.erase == cached.erase
 
 
-def test_cli_option_and_bad_input(split):
+def test_cli_option_and_bad_input(split, tmp_path):
     assert TrainConfig().cache_decoded is False
     assert parse_config(['--cache-decoded']).cache_decoded is True
     with pytest.raises(ValueError, match='needs an `image` column'):
         decode_to_arrow(split.remove_columns('image'))
+    broken = tmp_path / 'broken.jpg'
+    broken.write_bytes(b'\xff\xd8 not a JPEG')
+    with pytest.raises(ValueError, match=f'cannot decode {broken}'):
+        decode_to_arrow(Dataset.from_dict({'image': [str(broken)]}, features=Features({'image': Image()})))
 
 
 def test_load_splits_caches_every_role(tmp_path):

@@ -35,7 +35,10 @@ def _decode_batch(batch: dict[str, list]) -> dict[str, list]:
     """`decode_to_arrow`'s map function: encoded images -> raw H x W x 3 bytes and their sizes."""
     pixels, heights, widths = [], [], []
     for image in batch['image']:
-        decoded = decode_image_uint8(image)
+        try:
+            decoded = decode_image_uint8(image)
+        except RuntimeError as e:
+            raise ValueError(f'decode_to_arrow: cannot decode {image["path"] or "an embedded image"}: {e}') from e
         pixels.append(decoded.permute(1, 2, 0).numpy().tobytes())
         heights.append(decoded.shape[1])
         widths.append(decoded.shape[2])
