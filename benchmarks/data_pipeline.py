@@ -6,7 +6,9 @@ ours: the tree as a `datasets` split -> `timm_dan.data.prepare_dataset` decoding
     `timm_dan.data.BatchCollate` with the same recipe ('rafdb'), which resizes and augments whole uint8 batches
     in the workers -> `timm_dan.data.DeviceNormalize` in the consumer, which turns each batch into what the
     model takes (normalised float32, channels_last, erased rectangles zeroed): timed as part of ours.
-Both read the same files through a DataLoader with the same batch size and number of workers.
+ours (decoded cache): the same split saved to disk and passed through `timm_dan.data.decode_to_arrow` once
+    (train.py's opt-in `--cache-decoded`; built before the timing), then the same loader reading raw pixels.
+All read the same images through a DataLoader with the same batch size and number of workers.
 """
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Optional
 import cv2
 import numpy as np
 import torch
+from datasets import ClassLabel, Dataset, Features, Image, load_from_disk
 from torch.utils.data import DataLoader
 from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
@@ -54,17 +57,25 @@ def baseline_loader(root: Path, image_size: int, batch_size: int, num_workers: i
                       persistent_workers=num_workers > 0, pin_memory=pin_memory)
 
 
-def our_loader(root: Path, image_size: int, batch_size: int, num_workers: int, device: str = 'cpu'
-               ) -> tuple[DataLoader, DeviceNormalize]:
-    """The same files as a `datasets` split through timm_dan.data's decode + batch transform, and the consumer's
-    normalisation (on `device`, from pinned memory on CUDA) that makes each batch what the model takes."""
-    from datasets import ClassLabel, Dataset, Features, Image
-
+def tree_dataset(root: Path, save_to: Optional[Path] = None) -> Dataset:
+    """The JPEG tree as a `datasets` split (image paths and labels); saved to `save_to` and loaded back from there
+    (memory-mapped, as `load_fer_dataset` gives it: what `decode_to_arrow` caches next to) when given."""
     files = sorted(root.glob('*/*.jpg'))
     names = sorted({f.parent.name for f in files})
     features = Features({'image': Image(), 'label': ClassLabel(names=names)})
     dataset = Dataset.from_dict(
         {'image': [str(f) for f in files], 'label': [names.index(f.parent.name) for f in files]}, features=features)
+    if save_to is None:
+        return dataset
+    dataset.save_to_disk(str(save_to))
+    return load_from_disk(str(save_to))
+
+
+def our_loader(dataset: Dataset, image_size: int, batch_size: int, num_workers: int, device: str = 'cpu'
+               ) -> tuple[DataLoader, DeviceNormalize]:
+    """A split of the tree (`tree_dataset`, or its `decode_to_arrow` cache) through timm_dan.data's decode + batch
+    transform, and the consumer's normalisation (on `device`, from pinned memory on CUDA) that makes each batch
+    what the model takes."""
     data_config = {'input_size': (3, image_size, image_size), 'interpolation': 'bilinear',
                    'mean': IMAGENET_MEAN, 'std': IMAGENET_STD}
     loader = DataLoader(prepare_dataset(dataset, v2.Identity()), batch_size=batch_size, shuffle=True,

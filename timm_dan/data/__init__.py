@@ -16,12 +16,20 @@ from .api import SYNTHETIC_DEFAULTS, load_fer_dataset
 from .batched import BatchCollate, DeviceNormalize, FERBatch
 from .builder import BadImagesError, FERReport
 from .labels import LABELS, canonical_names
-from .loader import ClassBalancedSampler, decode_image_uint8, fer_collate, prepare_dataset
+from .loader import (
+    ClassBalancedSampler,
+    decode_image_uint8,
+    decode_to_arrow,
+    fer_collate,
+    pixels_to_tensor,
+    prepare_dataset,
+)
 from .registry import FER_DATASETS, FERDatasetInfo
 from .transforms import RECIPES, create_transform
 
 __all__ = [
     'load_fer_dataset', 'FER_DATASETS', 'FERDatasetInfo', 'FERReport', 'BadImagesError', 'SYNTHETIC_DEFAULTS',
     'LABELS', 'canonical_names', 'create_transform', 'RECIPES', 'prepare_dataset', 'BatchCollate',
-    'DeviceNormalize', 'FERBatch', 'decode_image_uint8', 'fer_collate', 'ClassBalancedSampler',
+    'DeviceNormalize', 'FERBatch', 'decode_image_uint8', 'decode_to_arrow', 'pixels_to_tensor', 'fer_collate',
+    'ClassBalancedSampler',
 ]

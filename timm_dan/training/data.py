@@ -11,7 +11,7 @@ from datasets import Dataset
 from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms import v2
 
-from ..data import FER_DATASETS, BatchCollate, ClassBalancedSampler, load_fer_dataset, prepare_dataset
+from ..data import FER_DATASETS, BatchCollate, ClassBalancedSampler, decode_to_arrow, load_fer_dataset, prepare_dataset
 from .config import ConfigError, TrainConfig
 
 __all__ = ['RunSplits', 'load_splits', 'SeededAugmentation', 'keep_batch', 'SeededShuffleSampler', 'create_loader']
@@ -25,7 +25,8 @@ class RunSplits(dict):
 
 
 def load_splits(cfg: TrainConfig) -> RunSplits:
-    """Load `cfg.dataset` and pick the training, model-selection and test splits; check classes and paths first."""
+    """Load `cfg.dataset` and pick the training, model-selection and test splits; check classes and paths first.
+    With `cfg.cache_decoded`, the splits come with their images decoded into Arrow (`decode_to_arrow`, cached)."""
     if cfg.dataset not in FER_DATASETS:
         raise ConfigError(f'unknown dataset {cfg.dataset!r}; choose one of {", ".join(sorted(FER_DATASETS))}')
     if cfg.dataset != 'synthetic':
@@ -63,6 +64,9 @@ def load_splits(cfg: TrainConfig) -> RunSplits:
     if cfg.test_split:
         splits['test'] = data[cfg.test_split]
         splits.split_names['test'] = cfg.test_split
+    if cfg.cache_decoded:
+        for role, split in splits.items():
+            splits[role] = decode_to_arrow(split, num_proc=cfg.num_workers if cfg.num_workers > 1 else None)
     return splits
 
 
