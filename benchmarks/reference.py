@@ -7,7 +7,8 @@ into the map; channel attention: global average pool, Linear-BN-ReLU-Linear-Sigm
 across heads, the sum over heads, Linear, BatchNorm1d. Plain fp32 NCHW eager PyTorch, no fusion.
 
 Its parameter names follow the authors' released checkpoints, so `timm_dan.convert_official_checkpoint`
-turns its state dict into ours: that is how the benchmarks check that both compute the same function.
+turns its state dict into ours: that is how the benchmarks and the tests (`tests/reference_dan.py`) check
+that both compute the same function.
 """
 import torch
 import torch.nn as nn
@@ -30,10 +31,12 @@ class SpatialAttention(nn.Module):
         self.conv_1x3 = conv_bn(dim // 2, dim, (1, 3))
         self.conv_3x1 = conv_bn(dim // 2, dim, (3, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv1x1(x)
-        y = F.relu(self.conv_3x3(y) + self.conv_1x3(y) + self.conv_3x1(y))
-        return x * y.sum(dim=1, keepdim=True)
+        return F.relu(self.conv_3x3(y) + self.conv_1x3(y) + self.conv_3x1(y)).sum(dim=1, keepdim=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.attention_map(x)
 
 
 class ChannelAttention(nn.Module):
@@ -86,3 +89,9 @@ class ReferenceDAN(nn.Module):
     def forward_heads(self, features: torch.Tensor) -> torch.Tensor:
         """The heads alone (B x H x C, before fusion), to compare with `CrossAttentionHeads`."""
         return torch.stack([getattr(self, f'cat_head{i}')(features) for i in range(self.num_heads)], dim=1)
+
+    def attention_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The heads' spatial attention maps, B x H x h x w, to compare with `DAN.forward_attention`."""
+        features = self.features(x)
+        return torch.cat([getattr(self, f'cat_head{i}').sa.attention_map(features) for i in range(self.num_heads)],
+                         dim=1)

@@ -1,78 +1,12 @@
-"""A naive DAN in the authors' module layout, written from the paper's description, for equality tests.
-
-One module per head and a Python loop over heads, torchvision ResNet-18 children as `features`: the state
-dict keys are those of the released checkpoints (`features.N.*`, `cat_head{i}.sa/ca.*`, `fc.*`, `bn.*`).
+"""The naive DAN of the benchmarks (`benchmarks/reference.py`: one module per head, a Python loop over heads,
+the state dict keys of the released checkpoints) and checkpoints in the authors' exact layout, for equality tests.
 """
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-import torchvision
 
+from benchmarks.reference import ReferenceDAN
 
-def _conv_bn(in_chs, out_chs, kernel_size, padding):
-    return nn.Sequential(nn.Conv2d(in_chs, out_chs, kernel_size, padding=padding), nn.BatchNorm2d(out_chs))
-
-
-class SpatialAttention(nn.Module):
-    def __init__(self, dim=512):
-        super().__init__()
-        self.conv1x1 = _conv_bn(dim, dim // 2, 1, 0)
-        self.conv_3x3 = _conv_bn(dim // 2, dim, 3, 1)
-        self.conv_1x3 = _conv_bn(dim // 2, dim, (1, 3), (0, 1))
-        self.conv_3x1 = _conv_bn(dim // 2, dim, (3, 1), (1, 0))
-
-    def attention_map(self, x):
-        y = self.conv1x1(x)
-        return F.relu(self.conv_3x3(y) + self.conv_1x3(y) + self.conv_3x1(y)).sum(dim=1, keepdim=True)
-
-    def forward(self, x):
-        return x * self.attention_map(x)
-
-
-class ChannelAttention(nn.Module):
-    def __init__(self, dim=512):
-        super().__init__()
-        self.attention = nn.Sequential(
-            nn.Linear(dim, dim // 16), nn.BatchNorm1d(dim // 16), nn.ReLU(inplace=True),
-            nn.Linear(dim // 16, dim), nn.Sigmoid(),
-        )
-
-    def forward(self, x):
-        pooled = x.mean((2, 3))
-        return pooled * self.attention(pooled)
-
-
-class CrossAttentionHead(nn.Module):
-    def __init__(self, dim=512):
-        super().__init__()
-        self.sa = SpatialAttention(dim)
-        self.ca = ChannelAttention(dim)
-
-    def forward(self, x):
-        return self.ca(self.sa(x))
-
-
-class ReferenceDAN(nn.Module):
-    def __init__(self, num_classes=7, num_heads=4):
-        super().__init__()
-        resnet = torchvision.models.resnet18()
-        self.features = nn.Sequential(*list(resnet.children())[:-2])
-        self.num_heads = num_heads
-        for i in range(num_heads):
-            setattr(self, f'cat_head{i}', CrossAttentionHead())
-        self.fc = nn.Linear(512, num_classes)
-        self.bn = nn.BatchNorm1d(num_classes)
-
-    def forward(self, x):
-        x = self.features(x)
-        heads = torch.stack([getattr(self, f'cat_head{i}')(x) for i in range(self.num_heads)], dim=1)
-        if heads.size(1) > 1:
-            heads = F.log_softmax(heads, dim=1)
-        return self.bn(self.fc(heads.sum(dim=1))), x, heads
-
-    def attention_maps(self, x):
-        x = self.features(x)
-        return torch.cat([getattr(self, f'cat_head{i}').sa.attention_map(x) for i in range(self.num_heads)], dim=1)
+__all__ = ['ReferenceDAN', 'randomize_', 'official_checkpoint']
 
 
 @torch.no_grad()

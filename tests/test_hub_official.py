@@ -27,7 +27,7 @@ def randomized_official_checkpoint(num_classes: int, seed: int = 0) -> tuple:
     checkpoint = official_checkpoint(num_classes, seed)
     reference = ReferenceDAN(num_classes)
     reference.load_state_dict(checkpoint['model_state_dict'])
-    return checkpoint, lambda x: reference.eval()(x)[0]
+    return checkpoint, lambda x: reference.eval()(x)
 
 
 def _canonical(logits: torch.Tensor, dataset: str) -> torch.Tensor:
