@@ -1,7 +1,18 @@
-"""Where bf16 is fast: shared by training (`resolve_precision`) and inference (`FERPredictor`)."""
+"""One precision vocabulary for training and inference, and where each precision is fast.
+
+Values: 'auto' (bf16 where the device computes it natively, else fp32), 'fp32', 'bf16', 'fp16'. Training hands
+the resolved value to Accelerate (`accelerate_mixed_precision`: 'fp32' is Accelerate's 'no'); the predictor
+accepts the subset it implements.
+"""
+import os
+from collections.abc import Sequence
+from typing import Optional
+
 import torch
 
-__all__ = ['bf16_supported']
+__all__ = ['PRECISIONS', 'bf16_supported', 'default_device', 'resolve_precision', 'accelerate_mixed_precision']
+
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -11,3 +22,35 @@ def bf16_supported(device: torch.device) -> bool:
     if device.type == 'cpu':
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return False
+
+
+def default_device() -> torch.device:
+    """CUDA when available (and Accelerate was not told to use the CPU), else the CPU."""
+    use_cpu = os.environ.get('ACCELERATE_USE_CPU', '').lower() in ('1', 'true', 'yes')
+    return torch.device('cuda' if torch.cuda.is_available() and not use_cpu else 'cpu')
+
+
+def resolve_precision(precision: str = 'auto', device: Optional[torch.device] = None,
+                      choices: Sequence[str] = PRECISIONS) -> str:
+    """The concrete precision ('fp32', 'bf16' or 'fp16') for a requested one from `choices`.
+
+    'auto' is bf16 where `device` (default: `default_device()`) computes it natively, else fp32.
+    """
+    if precision not in choices:
+        raise ValueError(f'precision must be one of {", ".join(choices)}, got {precision!r}')
+    if precision != 'auto':
+        return precision
+    return 'bf16' if bf16_supported(device or default_device()) else 'fp32'
+
+
+def accelerate_mixed_precision(precision: str = 'auto', device: Optional[torch.device] = None) -> str:
+    """Accelerate's `mixed_precision` ('no', 'bf16', 'fp16') for a precision of `PRECISIONS`.
+
+    'auto' keeps a mixed precision that the launcher asked for (`accelerate launch --mixed_precision bf16` or
+    `accelerate config`), else resolves as `resolve_precision` does.
+    """
+    launched = os.environ.get('ACCELERATE_MIXED_PRECISION', 'no')
+    if precision == 'auto' and launched in ('bf16', 'fp16'):
+        return launched
+    resolved = resolve_precision(precision, device)
+    return 'no' if resolved == 'fp32' else resolved
