@@ -1,4 +1,5 @@
 """Official checkpoints -> timm Hub folders, and `pretrained=True` from a Hugging Face cache, offline."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,8 +15,9 @@ from huggingface_hub import ModelCard
 import timm_dan
 from tests.hf_cache import populate_hf_cache
 from tests.reference_dan import ReferenceDAN, official_checkpoint
-from timm_dan.hub import convert_backbone_file, convert_official_file, create_model, load_manifest, sha256_file
-from timm_dan.models.dan import OFFICIAL_LABEL_MAPS
+from timm_dan.hub import convert_backbone_file, convert_official_file, sha256_file
+from timm_dan.models.official import OFFICIAL_LABEL_MAPS
+from timm_dan.models.pretrained import find_weights, load_pretrained
 
 RAFDB_FILE = 'rafdb_epoch21_acc0.897_bacc0.8275.pth'
 RAFDB_REPO = 'timm-dan/dan_resnet18.rafdb'
@@ -121,12 +123,11 @@ def test_full_pickle_is_refused(tmp_path):
         convert_official_file(tmp_path / 'pickled.pth', 'rafdb', tmp_path / 'out')
 
 
-def test_manifest_sha256_mismatch_is_refused(rafdb, tmp_path):
-    manifest = load_manifest()
-    for entry in manifest['models']:
-        entry['source']['sha256'] = '0' * 64
-    with pytest.raises(ValueError, match='but the manifest records 0000'):
-        convert_official_file(rafdb['ckpt'], 'rafdb', tmp_path / 'out', manifest=manifest)
+def test_recorded_sha256_mismatch_is_refused(rafdb, tmp_path):
+    recorded = dataclasses.replace(find_weights(dataset='rafdb'), source_sha256='0' * 64)
+    with pytest.raises(ValueError, match=r'but the table of published weights \(timm_dan/models/pretrained.py\) '
+                                         r'records 0000'):
+        convert_official_file(rafdb['ckpt'], 'rafdb', tmp_path / 'out', weights=recorded)
 
 
 def test_convert_script_error_is_one_line(rafdb, subprocess_env, tmp_path):
@@ -192,8 +193,9 @@ def test_pretrained_offline_not_cached_is_one_clear_error(name, repo_id, convert
     monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', True)
     monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(tmp_path / 'empty-cache'))
     with pytest.raises(RuntimeError) as err:
-        create_model(name, pretrained=True)
+        load_pretrained(name)
     message = str(err.value)
     assert f'Hugging Face Hub repo {repo_id!r}' in message
     assert 'go online (unset HF_HUB_OFFLINE)' in message
-    assert f'hub/convert_official.py {convert}' in message and 'timm.create_model("local-dir:' in message
+    assert f'timm-dan hub convert-official {convert}' in message and '--model local-dir:' in message
+    assert 'timm.create_model("local-dir:' in message and 'github.com/yaoing/DAN' in message

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 import timm_dan
 from tests.reference_dan import ReferenceDAN, official_checkpoint, randomize_
-from timm_dan.models.dan import OFFICIAL_LABEL_MAPS, CrossAttentionHeads
+from timm_dan.models.dan import CrossAttentionHeads
+from timm_dan.models.official import OFFICIAL_LABEL_MAPS
 
 torch.set_num_threads(2)
 

@@ -47,7 +47,7 @@ def test_pretrained_tag_offline_without_cache_names_repo_and_ways_out(tmp_path, 
         timm.create_model('dan_resnet18.rafdb', pretrained=True)
     message = str(err.value)
     assert "'timm-dan/dan_resnet18.rafdb'" in message
-    assert 'HF_HUB_OFFLINE' in message and 'hub/convert_official.py' in message and 'local-dir:' in message
+    assert 'HF_HUB_OFFLINE' in message and 'timm-dan hub convert-official' in message and 'local-dir:' in message
 
 
 def test_backbone_pretrained_true_loads_timm_imagenet_trunk_from_the_hub_cache(tmp_path, monkeypatch):

@@ -2,14 +2,9 @@
 
 `import timm_dan` registers the `dan_*` models in timm.
 """
+from .labels import LABELS
 from .losses import AffinityLoss, DANLoss, DANLossParts, PartitionLoss
-from .models import (
-    DAN,
-    HF_HUB_NAMESPACE,
-    LABELS,
-    DANOutput,
-    convert_official_checkpoint,
-)
+from .models import DAN, HF_HUB_NAMESPACE, DANOutput, convert_official_checkpoint
 from .version import __version__
 
 __all__ = [

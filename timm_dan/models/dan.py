@@ -17,16 +17,19 @@ Differences from the official code, none of which change the numbers of `dan_res
       channel attention) instead of a Python loop over H modules;
     * any timm CNN can be the trunk; a trunk whose final map has C != head_dim channels gets a
       1x1 conv + BN + ReLU projection (`neck`) to head_dim first. This is an extension of ours;
-    * classes are in one canonical order (AffectNet's, `LABELS`); `convert_official_checkpoint`
-      permutes the RAF-DB checkpoint's classifier into it.
+    * classes are in one canonical order (AffectNet's, `timm_dan.labels.LABELS`); the authors' files are
+      converted by `timm_dan.models.official.convert_official_checkpoint`, which permutes the RAF-DB
+      checkpoint's classifier into it.
+
+The pretrained cfgs come from the table of published weights, `timm_dan.models.pretrained.PRETRAINED`.
 """
+import dataclasses
 import math
 from typing import Any, NamedTuple, Optional, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ConvNormAct
 from timm.models import (
@@ -37,25 +40,17 @@ from timm.models import (
     resolve_pretrained_cfg,
 )
 
-__all__ = ['DAN', 'DANOutput', 'CrossAttentionHeads', 'LABELS', 'HF_HUB_NAMESPACE', 'convert_official_checkpoint',
-           'load_weights_file']
+from .._deprecation import moved_names
+from ..labels import LABELS
+from .official import load_backbone_weights
+from .pretrained import HUB_ERRORS, PRETRAINED, PretrainedWeights, missing_weights_message
 
-LABELS = ('neutral', 'happy', 'sad', 'surprise', 'fear', 'disgust', 'anger', 'contempt')
-"""Canonical class order (AffectNet's). 7-class models use the first seven."""
-
-HF_HUB_NAMESPACE = 'timm-dan'
-"""Hugging Face Hub namespace that holds the published DAN weights."""
-
-# native class index -> canonical index, per official checkpoint (RAF-DB: surprise, fear, disgust,
-# happiness, sadness, anger, neutral; AffectNet is canonical already)
-OFFICIAL_LABEL_MAPS = {
-    'rafdb': (3, 4, 5, 1, 2, 6, 0),
-    'affectnet7': (0, 1, 2, 3, 4, 5, 6),
-    'affectnet8': (0, 1, 2, 3, 4, 5, 6, 7),
-}
+__all__ = ['DAN', 'DANOutput', 'CrossAttentionHeads', 'checkpoint_filter_fn']
 
 # arguments that only matter while a model is being built; never recorded for re-creation
 _BUILD_ONLY_ARGS = ('backbone_pretrained',)
+# what a pretrained cfg says about released weights; a model created without them makes no such claim
+_WEIGHTS_KEYS = ('tag', 'description', 'license')
 
 
 class DANOutput(NamedTuple):
@@ -363,144 +358,6 @@ class DAN(nn.Module):
         return self
 
 
-def load_backbone_weights(backbone: nn.Module, path: str) -> None:
-    """Load a local trunk state dict, e.g. the paper's MS-Celeb-1M ResNet-18 (`{'state_dict': torchvision keys}`).
-
-    Read with `weights_only=True` (or safetensors). The classifier (`fc.*`) and a DataParallel `module.`
-    prefix are dropped; every remaining trunk tensor must match.
-    """
-    if str(path).endswith('.safetensors'):
-        from safetensors.torch import load_file
-        state_dict = load_file(path)
-    else:
-        state_dict = load_weights_file(path)
-    for key in ('state_dict', 'model_state_dict', 'model'):
-        if isinstance(state_dict.get(key), dict):
-            state_dict = state_dict[key]
-            break
-    state_dict = {k.removeprefix('module.'): v for k, v in state_dict.items()}
-    state_dict = {k: v for k, v in state_dict.items() if not k.startswith('fc.')}
-    own = backbone.state_dict()
-    missing = sorted(own.keys() - state_dict.keys())
-    unexpected = sorted(state_dict.keys() - own.keys())
-    mismatched = sorted(k for k in own.keys() & state_dict.keys() if own[k].shape != state_dict[k].shape)
-    if missing or unexpected or mismatched:
-        raise ValueError(
-            f'{path} does not fit the trunk: missing keys {missing[:8]}, unexpected keys {unexpected[:8]}, '
-            f'shape mismatches {mismatched[:8]} (expected a torchvision/timm state dict of this trunk)'
-        )
-    backbone.load_state_dict(state_dict)
-
-
-def load_weights_file(path: str) -> dict[str, Any]:
-    """Read a `.pth`/`.pt` checkpoint with `torch.load(weights_only=True)`; refuse (with the reason) what needs more."""
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError subclasses and RuntimeError for unsafe pickles
-        if 'weights_only' in str(e) or 'Unsupported global' in str(e):
-            raise ValueError(
-                f'Refusing to load {path}: it holds Python objects that only a full unpickle can restore, and '
-                f'unpickling can execute arbitrary code. Re-save its tensors as a plain state dict '
-                f'(or safetensors) in a trusted environment. Loader said: {e}'
-            ) from e
-        raise
-
-
-# official per-head key suffix -> (our key under heads., stacking kind)
-_OFFICIAL_HEAD_KEYS = {
-    'sa.conv1x1.0': ('reduce.conv', 'cat'),
-    'sa.conv1x1.1': ('reduce.bn', 'cat'),
-    'sa.conv_3x3.0': ('conv_3x3.conv', 'cat'),
-    'sa.conv_3x3.1': ('conv_3x3.bn', 'cat'),
-    'sa.conv_1x3.0': ('conv_1x3.conv', 'cat'),
-    'sa.conv_1x3.1': ('conv_1x3.bn', 'cat'),
-    'sa.conv_3x1.0': ('conv_3x1.conv', 'cat'),
-    'sa.conv_3x1.1': ('conv_3x1.bn', 'cat'),
-    'ca.attention.0': ('ca_fc1', 'stack'),
-    'ca.attention.1': ('ca_bn', 'cat'),
-    'ca.attention.3': ('ca_fc2', 'stack'),
-}
-_OFFICIAL_TRUNK_PREFIXES = {
-    'features.0.': 'backbone.conv1.', 'features.1.': 'backbone.bn1.', 'features.4.': 'backbone.layer1.',
-    'features.5.': 'backbone.layer2.', 'features.6.': 'backbone.layer3.', 'features.7.': 'backbone.layer4.',
-}
-_BN_PARAMS = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')
-
-
-def convert_official_checkpoint(
-        checkpoint: dict[str, Any],
-        dataset: str,
-        num_heads: int = 4,
-) -> dict[str, torch.Tensor]:
-    """Convert the authors' released DAN checkpoint into a `dan_resnet18` state dict in canonical class order.
-
-    Args:
-        checkpoint: The released file's contents (`{'iter', 'model_state_dict', 'optimizer_state_dict'}`, read
-            with `torch.load(..., weights_only=True)`), or its `model_state_dict` alone.
-        dataset: 'rafdb', 'affectnet7' or 'affectnet8': which file it is (decides the class order).
-        num_heads: Number of heads in the checkpoint (4 in every released file).
-
-    Returns:
-        A state dict that `timm.create_model('dan_resnet18', num_classes=K)` loads with `strict=True`; the
-        classifier rows (fc and the logits BatchNorm) are permuted into `LABELS` order.
-    """
-    if dataset not in OFFICIAL_LABEL_MAPS:
-        raise ValueError(f'dataset must be one of {sorted(OFFICIAL_LABEL_MAPS)}, got {dataset!r}')
-    state_dict = checkpoint.get('model_state_dict', checkpoint)
-    state_dict = {k.removeprefix('module.'): v for k, v in state_dict.items()}
-    out, used, missing = {}, set(), []
-
-    for key, value in state_dict.items():
-        for src, dst in _OFFICIAL_TRUNK_PREFIXES.items():
-            if key.startswith(src):
-                out[dst + key[len(src):]] = value
-                used.add(key)
-        if key.startswith(('fc.', 'bn.')):
-            out[key] = value
-            used.add(key)
-
-    for suffix, (dst, kind) in _OFFICIAL_HEAD_KEYS.items():
-        names = _BN_PARAMS if dst.endswith(('bn', 'ca_bn')) else ('weight', 'bias')
-        for name in names:
-            keys = [f'cat_head{i}.{suffix}.{name}' for i in range(num_heads)]
-            absent = [k for k in keys if k not in state_dict]
-            if absent:
-                missing.extend(absent)
-                continue
-            used.update(keys)
-            tensors = [state_dict[k] for k in keys]
-            target = f'heads.{dst}_{name}' if kind == 'stack' else f'heads.{dst}.{name}'
-            if name == 'num_batches_tracked':
-                out[target] = torch.stack(tensors).max()
-            elif kind == 'stack':
-                out[target] = torch.stack(tensors)
-            else:
-                out[target] = torch.cat(tensors)
-
-    unexpected = sorted(set(state_dict) - used)
-    for key in ('fc.weight', 'fc.bias', 'bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var'):
-        if key not in state_dict:
-            missing.append(key)
-    if missing or unexpected:
-        raise KeyError(
-            f'Not the authors\' DAN checkpoint layout: missing keys {missing[:10]}'
-            f'{" ..." if len(missing) > 10 else ""}, unexpected keys {unexpected[:10]}'
-            f'{" ..." if len(unexpected) > 10 else ""}'
-        )
-
-    perm = OFFICIAL_LABEL_MAPS[dataset]
-    num_classes = out['fc.weight'].shape[0]
-    if num_classes != len(perm):
-        raise ValueError(
-            f'The checkpoint has {num_classes} classes but dataset={dataset!r} means {len(perm)}; '
-            f'pass the dataset the file was trained on'
-        )
-    native_of_canonical = [perm.index(c) for c in range(num_classes)]
-    for key in ('fc.weight', 'fc.bias', 'bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var'):
-        out[key] = out[key][native_of_canonical].clone()
-    return out
-
-
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: DAN) -> dict[str, torch.Tensor]:
     """Adapt a timm-layout DAN state dict to `model`: drops logits-BN buffers (and heads) that cannot fit.
 
@@ -512,7 +369,7 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: DAN) -> dic
     if 'model_state_dict' in state_dict or any(k.startswith(('cat_head', 'module.cat_head')) for k in state_dict):
         raise ValueError(
             'This is the authors\' DAN checkpoint layout; convert it first with '
-            'timm_dan.convert_official_checkpoint(checkpoint, dataset=...) or hub/convert_official.py'
+            'timm_dan.convert_official_checkpoint(checkpoint, dataset=...) or `timm-dan hub convert-official`'
         )
     model_state = model.state_dict()
     out = {}
@@ -527,29 +384,26 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: DAN) -> dic
 def _create_dan(variant: str, pretrained: bool = False, feature_levels: int = 5, **kwargs) -> DAN:
     if pretrained:
         kwargs.pop('backbone_pretrained', None)  # the full DAN weights replace the trunk's anyway
+    pretrained_cfg = resolve_pretrained_cfg(
+        variant, pretrained_cfg=kwargs.pop('pretrained_cfg', None),
+        pretrained_cfg_overlay=kwargs.pop('pretrained_cfg_overlay', None),
+    )
+    if not pretrained:  # a fresh model: its cfg describes its own classes, and no released weights
+        num_classes = kwargs.get('num_classes', pretrained_cfg.num_classes)
+        label_names = LABELS[:num_classes] if 0 < num_classes <= len(LABELS) else None
+        pretrained_cfg = dataclasses.replace(
+            pretrained_cfg, num_classes=num_classes, label_names=label_names, **dict.fromkeys(_WEIGHTS_KEYS))
     try:
-        model = build_model_with_cfg(
+        return build_model_with_cfg(
             DAN, variant, pretrained,
+            pretrained_cfg=pretrained_cfg.to_dict(),
             pretrained_filter_fn=checkpoint_filter_fn,
             feature_cfg=dict(feature_cls='getter', out_indices=tuple(range(feature_levels))),
             **kwargs,
         )
-    except (LocalEntryNotFoundError, EntryNotFoundError, HfHubHTTPError) as e:
-        raise _missing_weights_error(variant, kwargs.get('pretrained_cfg'), e) from e
-    cfg = getattr(model, 'pretrained_cfg', {})
-    if not pretrained:  # these describe released weights, not a freshly initialised model
-        for key in ('tag', 'description', 'license'):
-            cfg.pop(key, None)
-    num_classes = getattr(model, 'num_classes', 0)
-    if 0 < num_classes <= len(LABELS) and len(cfg.get('label_names') or ()) != num_classes:
-        cfg.update(num_classes=num_classes, label_names=LABELS[:num_classes])
-    return model
-
-
-def _missing_weights_error(variant: str, pretrained_cfg: Any, error: Exception) -> RuntimeError:
-    from ..hub import missing_weights_message  # the Hub helpers import this module
-    hub_id = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg).hf_hub_id
-    return RuntimeError(f'{variant}: {missing_weights_message(hub_id)} ({type(error).__name__})')
+    except HUB_ERRORS as e:
+        raise RuntimeError(f'{variant}: {missing_weights_message(pretrained_cfg.hf_hub_id)} '
+                           f'({type(e).__name__})') from e
 
 
 def _cfg(num_classes: int = len(LABELS), first_conv: str = 'backbone.conv1', **kwargs) -> dict[str, Any]:
@@ -566,22 +420,16 @@ def _cfg(num_classes: int = len(LABELS), first_conv: str = 'backbone.conv1', **k
     }
 
 
-def _official_cfg(tag: str, num_classes: int, description: str) -> dict[str, Any]:
+def _released_cfg(weights: PretrainedWeights) -> dict[str, Any]:
+    reported = ', '.join(f'{m.value:.2f}% {m.name.replace("_", " ")}' for m in weights.metrics)
     return _cfg(
-        num_classes=num_classes, hf_hub_id=f'{HF_HUB_NAMESPACE}/dan_resnet18.{tag}', license='other',
-        description=description,
+        num_classes=weights.num_classes, hf_hub_id=weights.hf_hub_id, license=weights.license,
+        description=f'{weights.description} The authors report {reported}.',
     )
 
 
 default_cfgs = generate_default_cfgs({
-    # AffectNet-8 is the default: web photos in the wild, loose (unaligned) face crops, all 8 labels
-    'dan_resnet18.affectnet8': _official_cfg(
-        'affectnet8', 8, 'Official DAN weights trained on AffectNet-8 (62.09% top-1 reported by the authors).'),
-    'dan_resnet18.affectnet7': _official_cfg(
-        'affectnet7', 7, 'Official DAN weights trained on AffectNet-7 (65.69% top-1 reported by the authors).'),
-    'dan_resnet18.rafdb': _official_cfg(
-        'rafdb', 7, 'Official DAN weights trained on RAF-DB (89.70% top-1, 82.75% mean class accuracy '
-                    'reported by the authors).'),
+    **{weights.name: _released_cfg(weights) for weights in PRETRAINED},  # the first of each architecture: default
     'dan_resnet50': _cfg(),
     'dan_mobilenetv3_large_100': _cfg(first_conv='backbone.conv_stem'),
     'dan_efficientnet_b0': _cfg(first_conv='backbone.conv_stem'),
@@ -622,3 +470,11 @@ def dan_convnext_tiny(pretrained: bool = False, **kwargs) -> DAN:
     """DAN with a ConvNeXt-Tiny trunk (768 channels projected to 512 before the heads)."""
     model_args = dict(backbone='convnext_tiny', num_heads=4, head_dim=512)
     return _create_dan('dan_convnext_tiny', pretrained, feature_levels=4, **dict(model_args, **kwargs))
+
+
+__getattr__ = moved_names(__name__, {
+    'HF_HUB_NAMESPACE': 'timm_dan.models.pretrained:HF_HUB_NAMESPACE',
+    'OFFICIAL_LABEL_MAPS': 'timm_dan.models.official:OFFICIAL_LABEL_MAPS',
+    'convert_official_checkpoint': 'timm_dan.models.official:convert_official_checkpoint',
+    'load_weights_file': 'timm_dan.models.official:read_checkpoint',
+})
