@@ -68,7 +68,8 @@ def test_export_argument_errors(capsys):
 
 
 def test_push_to_hub_offline_is_a_clear_error(monkeypatch, capsys):
-    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', True)  # what huggingface_hub itself reads
     assert main(['data', 'export', 'synthetic', '--push-to-hub', 'me/fer', '--private']) == 2
     assert 'HF_HUB_OFFLINE' in capsys.readouterr().err
 
@@ -78,18 +79,19 @@ def test_push_to_hub_without_token_is_a_clear_error(subprocess_env):
     env = {k: v for k, v in subprocess_env.items() if k != 'HF_TOKEN'}  # and HF_HOME is empty: no token file
     cmd = [sys.executable, '-m', 'timm_dan', 'data', 'export', 'synthetic', '--push-to-hub', 'me/fer', '--private']
     out = subprocess.run(cmd, env={**env, 'HF_HUB_OFFLINE': '0'}, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 2 and 'needs a Hugging Face token' in out.stderr
+    assert out.returncode == 2 and 'No Hugging Face token found: run `hf auth login`' in out.stderr
 
 
 def test_push_to_hub_private(monkeypatch, tmp_path, capsys):
+    import huggingface_hub
     calls = []
-    monkeypatch.setenv('HF_HUB_OFFLINE', '0')
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', False)
     monkeypatch.setenv('HF_TOKEN', 'hf_not_a_real_token')
     monkeypatch.setattr(DatasetDict, 'push_to_hub', lambda self, repo, **kw: calls.append((self, repo, kw)))
     assert main(['data', 'export', 'synthetic', *SMALL, '--cache-dir', str(tmp_path), '--push-to-hub', 'team/fer',
                  '--private']) == 0
     (dataset, repo, kwargs), = calls
-    assert repo == 'team/fer' and kwargs == {'private': True}
+    assert repo == 'team/fer' and kwargs == {'private': True, 'token': 'hf_not_a_real_token'}
     assert dataset['train'].num_rows == 16
     assert 'pushed synthetic to team/fer (private)' in capsys.readouterr().out
 

@@ -94,3 +94,13 @@ def test_upload_calls(folder, monkeypatch):
     assert upload['repo_id'] == 'timm-dan/x' and upload['create_pr'] is True
     assert upload['folder_path'] == str(folder)
     assert sorted(upload['allow_patterns']) == ['README.md', 'config.json', 'model.safetensors']
+
+
+def test_dry_run_needs_no_repo_id_and_upload_does(folder, capsys):
+    from timm_dan.cli import main
+    assert main(['hub', 'push', str(folder), '--dry-run']) == 0
+    assert 'Would upload to https://huggingface.co/NAMESPACE/NAME:' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(['hub', 'push', str(folder)])
+    assert exit_info.value.code == 2
+    assert '--repo-id NAMESPACE/NAME is needed to upload (or pass --dry-run)' in capsys.readouterr().err

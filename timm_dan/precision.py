@@ -10,7 +10,8 @@ from typing import Optional
 
 import torch
 
-__all__ = ['PRECISIONS', 'bf16_supported', 'default_device', 'resolve_precision', 'accelerate_mixed_precision']
+__all__ = ['PRECISIONS', 'bf16_supported', 'default_device', 'check_precision', 'resolve_precision',
+           'accelerate_mixed_precision']
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 
@@ -30,15 +31,20 @@ def default_device() -> torch.device:
     return torch.device('cuda' if torch.cuda.is_available() and not use_cpu else 'cpu')
 
 
+def check_precision(precision: str, choices: Sequence[str] = PRECISIONS) -> str:
+    """`precision` if it is one of `choices`, else a ValueError listing them."""
+    if precision not in choices:
+        raise ValueError(f'precision must be one of {", ".join(choices)}, got {precision!r}')
+    return precision
+
+
 def resolve_precision(precision: str = 'auto', device: Optional[torch.device] = None,
                       choices: Sequence[str] = PRECISIONS) -> str:
     """The concrete precision ('fp32', 'bf16' or 'fp16') for a requested one from `choices`.
 
     'auto' is bf16 where `device` (default: `default_device()`) computes it natively, else fp32.
     """
-    if precision not in choices:
-        raise ValueError(f'precision must be one of {", ".join(choices)}, got {precision!r}')
-    if precision != 'auto':
+    if check_precision(precision, choices) != 'auto':
         return precision
     return 'bf16' if bf16_supported(device or default_device()) else 'fp32'
 

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from tests.hf_cache import populate_hf_cache
+from timm_dan.cli.predict import DETECTORS as CLI_DETECTORS
 from timm_dan.inference import detectors
 from timm_dan.inference.align import ALIGNED_TEMPLATE, alignment_matrix, box_matrix, crop_face
-from timm_dan.inference.cli import DETECTORS as CLI_DETECTORS
 from timm_dan.inference.detectors import HaarDetector, WholeImageDetector, create_detector
 
 skimage_data = pytest.importorskip('skimage.data')

@@ -160,9 +160,9 @@ def trained_model():
 
 
 def test_precision_auto_is_bf16_where_the_device_computes_it(trained_model, monkeypatch):
-    import timm_dan.inference.predictor as predictor_module
+    import timm_dan.precision
     for native, expected in ((True, 'bf16'), (False, 'fp32')):
-        monkeypatch.setattr(predictor_module, 'bf16_supported', lambda device, native=native: native)
+        monkeypatch.setattr(timm_dan.precision, 'bf16_supported', lambda device, native=native: native)
         runner = FERPredictor(trained_model, detector='none').runner
         assert runner.precision == expected
         dtypes = {p.dtype for p in runner.model.parameters()}

@@ -1,34 +1,53 @@
-"""The `timm-dan` command line. Each subcommand lives beside the code it drives and adds its own parser."""
+"""The `timm-dan` command line: `data`, `predict`, `export` and `hub` subcommands.
+
+Each subcommand lives in a module of this package that defines `add_parser(subparsers)`; the parser it adds sets
+`func(args) -> int`. Only the module of the command being run is imported, so `timm-dan --help` and
+`--version` do not load torch.
+"""
 import argparse
 import importlib
 import sys
 from typing import Optional
 
-from .version import __version__
+from ..version import __version__
+from .errors import USER_ERRORS, error_line
 
-# modules that define `add_parser(subparsers)`; the parser's `func(args) -> int` runs the command
-SUBCOMMAND_MODULES: tuple = ('timm_dan.data.cli', 'timm_dan.inference.cli')
+# command -> (module defining it, one-line help shown by `timm-dan --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    'data': ('timm_dan.cli.data', 'inspect and export FER data sets'),
+    'predict': ('timm_dan.cli.predict', 'detect faces and predict their expressions in images, folders or videos'),
+    'export': ('timm_dan.cli.export', 'export a model to ONNX, checked against PyTorch with onnxruntime'),
+    'hub': ('timm_dan.cli.hub', "convert the authors' checkpoints, render model cards, upload to the Hub"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser, with the full arguments of `command` only (the others are listed by name and help)."""
     parser = argparse.ArgumentParser(
-        prog='timm-dan',
-        description='DAN facial expression recognition on timm: data sets, prediction, export.',
-    )
+        prog='timm-dan', description='DAN facial expression recognition on timm: data sets, prediction, export, Hub.')
     parser.add_argument('--version', action='version', version=f'timm-dan {__version__}')
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
-    for module in SUBCOMMAND_MODULES:
-        importlib.import_module(module).add_parser(subparsers)
+    for name, (module, help_text) in COMMANDS.items():
+        if name == command:
+            importlib.import_module(module).add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith('-')), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, 'func', None):
         parser.print_help()
         return 2 if args.command is None and argv else 0
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as e:  # bad input found inside a command: one line naming it, not a traceback
+        print(error_line(f'timm-dan {args.command}', e), file=sys.stderr)
+        return 1
 
 
 if __name__ == '__main__':

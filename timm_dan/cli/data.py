@@ -2,7 +2,6 @@
 import argparse
 import ast
 import json
-import os
 import sys
 import warnings
 from typing import Any, Optional
@@ -10,9 +9,9 @@ from typing import Any, Optional
 from datasets import DatasetDict
 from datasets.table import embed_table_storage
 
-from .api import load_fer_dataset
-from .builder import FERReport
-from .registry import FER_DATASETS
+from ..data.api import load_fer_dataset
+from ..data.builder import FERReport
+from ..data.registry import FER_DATASETS
 
 __all__ = ['add_parser', 'dataset_summary', 'embed_images']
 
@@ -125,14 +124,13 @@ def run_export(args) -> int:
     if args.private and not args.push_to_hub:
         print('error: --private only applies with --push-to-hub REPO', file=sys.stderr)
         return 2
+    token = None
     if args.push_to_hub:
-        from huggingface_hub import get_token
-        if os.environ.get('HF_HUB_OFFLINE', '0').lower() in ('1', 'true', 'yes'):
-            print('error: --push-to-hub needs the network, but HF_HUB_OFFLINE is set', file=sys.stderr)
-            return 2
-        if get_token() is None:
-            print('error: --push-to-hub needs a Hugging Face token: run `hf auth login` or set HF_TOKEN',
-                  file=sys.stderr)
+        from ..hub.publish import upload_token
+        try:
+            token = upload_token(args.push_to_hub)
+        except RuntimeError as e:
+            print(f'error: --push-to-hub: {e}', file=sys.stderr)
             return 2
     try:
         dataset, _ = _load(args, on_bad=args.on_bad)
@@ -144,6 +142,6 @@ def run_export(args) -> int:
         dataset.save_to_disk(args.output)
         print(f'saved {args.name} ({", ".join(f"{s}: {d.num_rows}" for s, d in dataset.items())}) to {args.output}')
     if args.push_to_hub:
-        dataset.push_to_hub(args.push_to_hub, private=args.private)
+        dataset.push_to_hub(args.push_to_hub, private=args.private, token=token)
         print(f'pushed {args.name} to {args.push_to_hub}{" (private)" if args.private else ""}')
     return 0

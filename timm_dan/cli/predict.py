@@ -1,4 +1,4 @@
-"""`timm-dan predict` (photos, folders, videos) and `timm-dan export` (ONNX)."""
+"""`timm-dan predict`: photos, folders and videos."""
 import argparse
 import csv
 import json
@@ -40,49 +40,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               'for long videos and large folders')
     predict.set_defaults(func=run_predict)
 
-    export = subparsers.add_parser(
-        'export', help='Export a model to ONNX, checked against PyTorch with onnxruntime',
-        description='Export a DAN model to ONNX (outputs: logits, and the heads\' attention maps unless '
-                    '--no-attention), then compare onnxruntime with PyTorch and print the max abs difference. '
-                    'Exit status 1 when the difference is over --tolerance.',
-    )
-    export.add_argument('model', metavar='MODEL', help='registered name/tag (pretrained), hf-hub: or local-dir:')
-    export.add_argument('--format', default='onnx', choices=('onnx',))
-    export.add_argument('--output', required=True, metavar='FILE')
-    export.add_argument('--dynamic-batch', action='store_true', help='variable batch size (default: fixed 1)')
-    export.add_argument('--opset', type=int, default=18)
-    export.add_argument('--no-attention', action='store_true', help='export the logits only')
-    export.add_argument('--tolerance', type=float, default=1e-3, help='largest accepted max abs difference')
-    export.set_defaults(func=run_export)
-
-
-def run_export(args: argparse.Namespace) -> int:
-    import timm
-
-    from .export import export_onnx
-    try:
-        model = timm.create_model(args.model, pretrained=True)
-    except Exception as e:
-        print(f'error: could not load model {args.model!r}: {e}', file=sys.stderr)
-        return 2
-    report = export_onnx(model, args.output, opset=args.opset, dynamic_batch=args.dynamic_batch,
-                         attention=not args.no_attention)
-    print(f'exported {args.model} -> {report.path} (input {"N" if report.dynamic_batch else 1}x'
-          f'{"x".join(map(str, report.input_size))}, opset {args.opset})')
-    print(f'onnxruntime vs PyTorch max abs diff: logits {report.max_abs_diff:.3g}' + (
-        '' if report.max_abs_diff_attention is None else f', attention {report.max_abs_diff_attention:.3g}'))
-    worst = max(report.max_abs_diff, report.max_abs_diff_attention or 0.)
-    if worst > args.tolerance:
-        print(f'error: difference {worst:.3g} is over the tolerance {args.tolerance:g}', file=sys.stderr)
-        return 1
-    return 0
-
 
 def run_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from . import FERPredictor, save_annotated, save_attention_grid
-    from .io import expand_inputs
+    from ..inference import FERPredictor, save_annotated, save_attention_grid
+    from ..inference.io import expand_inputs
     try:
         backend = 'onnxruntime' if str(args.model).endswith('.onnx') else 'torch'
         predictor = FERPredictor(args.model, detector=args.detector, device=args.device, batch_size=args.batch_size,
@@ -133,8 +96,8 @@ def _image_results(predictor, items, attention: bool, keep: bool, progress) -> I
 
 
 def _video_results(predictor, sources, every: int, attention: bool, keep: bool) -> Iterator[Any]:
-    from .io import ImageLoadError
-    from .results import FrameResult
+    from ..inference.io import ImageLoadError
+    from ..inference.results import FrameResult
     for source in sources:
         try:
             yield from predictor.predict_video(source, every=every, attention=attention, keep_images=keep)

@@ -12,8 +12,9 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from ..models import LABELS
-from ..precision import bf16_supported
+from ..labels import LABELS
+from ..models.pretrained import load_pretrained
+from ..precision import check_precision, resolve_precision
 from .align import crop_face
 from .detectors import Detection, FaceDetector, create_detector
 from .io import DEFAULT_MAX_PIXELS, ImageInput, ImageLoadError, expand_inputs, load_image
@@ -28,15 +29,7 @@ ONNX_METADATA_KEY = 'timm_dan'
 """ONNX metadata entry (JSON) holding the label names and data config of an exported model."""
 
 PRECISIONS = ('auto', 'fp32', 'bf16')
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'fp32' or 'bf16': 'auto' is bf16 where the device computes it natively (`bf16_supported`), else fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
-    if precision == 'auto':
-        return 'bf16' if bf16_supported(device) else 'fp32'
-    return precision
+"""The precisions the predictor runs in (`timm_dan.precision`'s vocabulary)."""
 
 
 def label_names_of(model: nn.Module) -> list[str]:
@@ -62,7 +55,7 @@ class _TorchRunner:
         model = model.eval().to(device)
         if reparameterize:
             model = timm.utils.reparameterize_model(model, inplace=True)
-        self.precision = resolve_precision(precision, device)
+        self.precision = resolve_precision(precision, device, PRECISIONS)
         self.dtype = torch.bfloat16 if self.precision == 'bf16' else torch.float32
         self.folded_batchnorms = 0
         if self.precision == 'bf16':
@@ -168,13 +161,12 @@ class FERPredictor:
             margin: float = 0.2,
             max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
     ):
-        if precision not in PRECISIONS:
-            raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
+        check_precision(precision, PRECISIONS)
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
         if backend == 'torch':
             device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-            module = copy.deepcopy(model) if isinstance(model, nn.Module) else timm.create_model(model, pretrained=True)
+            module = copy.deepcopy(model) if isinstance(model, nn.Module) else load_pretrained(model)
             self.runner = _TorchRunner(module, device, precision, reparameterize, channels_last, compile)
         elif backend == 'onnxruntime':
             if isinstance(model, nn.Module):

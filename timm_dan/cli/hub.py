@@ -1,0 +1,130 @@
+"""`timm-dan hub convert-official | convert-backbone | push | card`: the published weights as Hub folders.
+
+    timm-dan hub convert-official rafdb_epoch21_acc0.897_bacc0.8275.pth --dataset rafdb --output-dir dan-rafdb
+    timm-dan hub convert-backbone resnet18_msceleb.pth --output-dir resnet18-msceleb
+    timm-dan hub push dan-rafdb --repo-id timm-dan/dan_resnet18.rafdb [--dry-run] [--create-pr]
+    timm-dan hub card --output MODEL_CARD.md [--check]
+
+Uploads take the token from the usual places (`hf auth login`, HF_TOKEN).
+"""
+import argparse
+import json
+from pathlib import Path
+
+from huggingface_hub import ModelCard
+
+from ..hub import (
+    CARD_NAME,
+    convert_backbone_file,
+    convert_official_file,
+    family_card,
+    push_model_folder,
+    render_model_card,
+)
+from ..models.official import OFFICIAL_CLASS_ORDERS
+
+__all__ = ['add_parser', 'print_folder']
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser('hub', help="convert the authors' checkpoints, render model cards, upload",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest='hub_command', metavar='{convert-official,convert-backbone,push,card}',
+                                     required=True)
+
+    official = commands.add_parser(
+        'convert-official', help="one of the authors' DAN checkpoints -> a timm Hub folder",
+        description="Convert one of the authors' DAN checkpoints into a timm Hub folder (config.json, "
+                    "model.safetensors, README.md), classes in canonical order; the file is read with "
+                    "torch.load(weights_only=True).")
+    official.add_argument('checkpoint', type=Path, help="the authors' .pth file")
+    official.add_argument('--dataset', required=True, choices=sorted(OFFICIAL_CLASS_ORDERS),
+                          help='the data set the file was trained on (decides the class order)')
+    _add_output(official)
+    official.set_defaults(func=run_convert_official)
+
+    backbone = commands.add_parser(
+        'convert-backbone', help='the paper\'s MS-Celeb-1M ResNet-18 -> a timm resnet18 Hub folder',
+        description='Convert the paper\'s MS-Celeb-1M ResNet-18 (resnet18_msceleb.pth) into a timm `resnet18` Hub '
+                    'folder; train DAN from it with backbone_pretrained="DIR/model.safetensors".')
+    backbone.add_argument('checkpoint', type=Path, help='resnet18_msceleb.pth ({"state_dict": torchvision keys})')
+    _add_output(backbone)
+    backbone.set_defaults(func=run_convert_backbone)
+
+    push = commands.add_parser(
+        'push', help='validate a Hub folder and upload it',
+        description='Validate a timm Hub folder (load, forward pass, card metadata) and upload it to the Hugging Face '
+                    'Hub.')
+    push.add_argument('folder', type=Path, help='a folder written by convert-official, train.py (best/) or '
+                                                'timm_dan.hub.save_model_folder')
+    push.add_argument('--repo-id', help='NAMESPACE/NAME on the Hub (not needed with --dry-run)')
+    push.add_argument('--private', action='store_true', help='create the repo private')
+    push.add_argument('--create-pr', action='store_true', help='open a pull request instead of committing to main')
+    push.add_argument('--dry-run', action='store_true', help='validate and print what would be uploaded')
+    push.set_defaults(func=run_push, parser=push)
+
+    card = commands.add_parser(
+        'card', help='render the family model card (MODEL_CARD.md) from the table of published weights',
+        description='Render the family model card of the published weights (timm_dan/models/pretrained.py).')
+    card.add_argument('--output', type=Path, default=Path('MODEL_CARD.md'))
+    card.add_argument('--check', action='store_true', help='only check that the file is current (exit 1 if not)')
+    card.set_defaults(func=run_card)
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--output-dir', required=True, type=Path)
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing output folder')
+
+
+def print_folder(folder: Path) -> None:
+    """A Hub folder's files and the SHA-256 its card records (what the conversions report)."""
+    print(f'Wrote {folder}:')
+    for p in sorted(folder.iterdir()):
+        print(f'  {p.name}  {p.stat().st_size:,} bytes')
+    for line in ModelCard.load(folder / CARD_NAME).text.splitlines():
+        if line.startswith('- **Converted from:**'):
+            print(line.removeprefix('- **Converted from:** '))
+    print(f'Load it with timm.create_model("local-dir:{folder}", pretrained=True) after `import timm_dan`, '
+          f'or use --model local-dir:{folder} with timm-dan predict.')
+
+
+def run_convert_official(args: argparse.Namespace) -> int:
+    print_folder(convert_official_file(args.checkpoint, args.dataset, args.output_dir, overwrite=args.overwrite))
+    return 0
+
+
+def run_convert_backbone(args: argparse.Namespace) -> int:
+    print_folder(convert_backbone_file(args.checkpoint, args.output_dir, overwrite=args.overwrite))
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    if not args.dry_run and not args.repo_id:
+        args.parser.error('--repo-id NAMESPACE/NAME is needed to upload (or pass --dry-run)')
+    if args.repo_id is not None and args.repo_id.count('/') != 1:
+        args.parser.error(f'--repo-id must be NAMESPACE/NAME, got {args.repo_id!r}')
+    repo_id = args.repo_id or 'NAMESPACE/NAME'
+    summary = push_model_folder(args.folder, repo_id, private=args.private, create_pr=args.create_pr,
+                                dry_run=args.dry_run)
+    verb = 'Would upload' if args.dry_run else 'Uploaded'
+    print(f'{verb} to https://huggingface.co/{repo_id}'
+          f'{" (private)" if args.private else ""}{" as a pull request" if args.create_pr else ""}:')
+    for name, size in summary['files'].items():
+        print(f'  {name}  {size:,} bytes')
+    print(f'Model: {summary["num_classes"]} classes {summary["label_names"]}, output {summary["output_shape"]}')
+    print('Card metadata:')
+    print(json.dumps(summary['metadata'], indent=2, ensure_ascii=False))
+    if 'url' in summary:
+        print(summary['url'])
+    return 0
+
+
+def run_card(args: argparse.Namespace) -> int:
+    text = render_model_card(family_card())
+    if args.check:
+        current = args.output.is_file() and args.output.read_text(encoding='utf-8') == text
+        print(f'{args.output} is {"current" if current else "out of date: run timm-dan hub card"}')
+        return 0 if current else 1
+    args.output.write_text(text, encoding='utf-8')
+    print(f'Wrote {args.output}')
+    return 0
