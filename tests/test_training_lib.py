@@ -9,6 +9,7 @@ from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score,
 
 from timm_dan.data import DeviceNormalize, load_fer_dataset
 from timm_dan.metrics import FER_METRICS_PATH, load_fer_metrics
+from timm_dan.precision import accelerate_mixed_precision
 from timm_dan.training import (
     ConfigError,
     DANTrainModule,
@@ -16,12 +17,11 @@ from timm_dan.training import (
     TrainConfig,
     TrainStep,
     create_loss,
-    create_model,
     create_optimizer,
     create_scheduler,
+    create_train_model,
     load_config,
     parse_config,
-    resolve_precision,
 )
 from timm_dan.training.data import SeededAugmentation, SeededShuffleSampler, create_loader
 
@@ -72,7 +72,7 @@ def test_shipped_configs_load_and_state_their_source(name):
 def test_rafdb_recipe_optimizer_decays_the_affinity_centres():
     cfg = load_config(CONFIGS / 'rafdb.yaml', {'backbone_pretrained': None, 'image_size': 32})
     assert (cfg.val_fraction, cfg.test_split, cfg.epochs, cfg.batch_size) == (0.1, 'test', 40, 256)
-    model = create_model(cfg)
+    model = create_train_model(cfg)
     loss_fn = create_loss(cfg, model)
     optimizer = create_optimizer(cfg, model, loss_fn)
     assert isinstance(optimizer, torch.optim.SGD)
@@ -86,6 +86,21 @@ def test_rafdb_recipe_optimizer_decays_the_affinity_centres():
         optimizer.step()
         scheduler.step()
     assert lrs[9] == pytest.approx(0.1) and lrs[10] == pytest.approx(0.01) and lrs[20] == pytest.approx(0.001)
+
+
+def test_train_model_from_weights_names_loads_them(tmp_path):
+    from timm.models import save_for_hf
+    cfg = TrainConfig(num_classes=3)
+    trained = create_train_model(cfg)
+    save_for_hf(trained, str(tmp_path / 'run'), safe_serialization=True)
+    loaded = create_train_model(TrainConfig(model=f'local-dir:{tmp_path / "run"}', num_classes=3))
+    assert type(loaded) is type(trained)
+    for key, value in trained.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with pytest.raises(RuntimeError, match="'timm-dan/no-such-model'"):  # load_pretrained's message, offline
+        create_train_model(TrainConfig(model='hf-hub:timm-dan/no-such-model'))
+    with pytest.raises(ConfigError, match='backbone_pretrained applies to a dan_'):
+        create_train_model(TrainConfig(model=f'local-dir:{tmp_path / "run"}', backbone_pretrained='timm'))
 
 
 def test_affectnet_recipe():
@@ -118,7 +133,21 @@ def test_command_line_overrides_and_types(tmp_path):
         2, 64, 0.01, 'dan_resnet50', 112, 1)
     assert cfg.deterministic and cfg.resume == 'latest' and cfg.precision == 'fp32' and cfg.channels_last is False
     assert cfg.dataset_options == {'aligned': False} and cfg.momentum == 0.9  # the rest from the file
-    assert resolve_precision('fp32') == 'no'
+    assert accelerate_mixed_precision(cfg.precision) == 'no'  # Accelerate's name for fp32
+
+
+def test_old_names_warn_and_keep_their_values():
+    import timm_dan.training
+    from timm_dan.training import factory
+    with pytest.warns(DeprecationWarning, match='use timm_dan.precision.accelerate_mixed_precision'):
+        resolve_precision = timm_dan.training.resolve_precision
+    assert [resolve_precision(p) for p in ('fp32', 'bf16', 'fp16')] == ['no', 'bf16', 'fp16']  # Accelerate's values
+    with pytest.warns(DeprecationWarning, match='use timm_dan.training.create_train_model'):
+        assert timm_dan.training.create_model is create_train_model
+    with pytest.warns(DeprecationWarning, match='use timm_dan.training.create_train_model'):
+        assert factory.create_model is create_train_model
+    with pytest.raises(AttributeError, match='has no attribute'):
+        timm_dan.training.no_such_name  # noqa: B018
 
 
 def test_unknown_or_mistyped_keys_are_errors(tmp_path, capsys):
@@ -207,7 +236,7 @@ def test_seeded_shuffle_sampler_is_a_permutation_per_epoch():
 def _tiny_step(skip_nonfinite: bool):
     from accelerate import Accelerator
     cfg = TrainConfig(num_classes=3, optimizer='sgd', lr=0.01)
-    model = create_model(cfg)
+    model = create_train_model(cfg)
     loss_fn = create_loss(cfg, model)
     optimizer = create_optimizer(cfg, model, loss_fn)
     accelerator = Accelerator(cpu=True, mixed_precision='no')

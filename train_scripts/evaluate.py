@@ -23,7 +23,8 @@ from accelerate import Accelerator, DataLoaderConfiguration  # noqa: E402
 import timm_dan  # noqa: E402
 from timm_dan.data import DeviceNormalize, load_fer_dataset  # noqa: E402
 from timm_dan.metrics import load_fer_metrics  # noqa: E402
-from timm_dan.training import predict_loader, resolve_channels_last, resolve_precision  # noqa: E402
+from timm_dan.precision import PRECISIONS, accelerate_mixed_precision  # noqa: E402
+from timm_dan.training import predict_loader, resolve_channels_last  # noqa: E402
 from timm_dan.training.config import TrainConfig  # noqa: E402
 from timm_dan.training.data import create_loader  # noqa: E402
 from timm_dan.training.reporting import write_confusion_matrix  # noqa: E402
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--image-size', type=int, default=None, help="default: the model's input size")
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--num-workers', type=int, default=2)
-    parser.add_argument('--precision', default='auto', choices=('auto', 'fp32', 'bf16', 'fp16'))
+    parser.add_argument('--precision', default='auto', choices=PRECISIONS)
     parser.add_argument('--output-json', default=None, help='write the metrics here (and the PNG beside it)')
     return parser
 
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.dataset != 'synthetic' and not (args.data_dir and Path(args.data_dir).is_dir()):
         raise SystemExit(f'error: --data-dir {args.data_dir} is not a folder; {args.dataset} needs its data')
-    accelerator = Accelerator(mixed_precision=resolve_precision(args.precision),
+    accelerator = Accelerator(mixed_precision=accelerate_mixed_precision(args.precision),
                               dataloader_config=DataLoaderConfiguration(non_blocking=True))
     channels_last = resolve_channels_last(None)
     model = timm.create_model(args.model, pretrained=True).eval()

@@ -29,14 +29,15 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from timm_dan.data import DeviceNormalize  # noqa: E402
 from timm_dan.metrics import load_fer_metrics  # noqa: E402
+from timm_dan.precision import accelerate_mixed_precision  # noqa: E402
 from timm_dan.training import (  # noqa: E402
     DANTrainModule,
     TrainStep,
     config_to_dict,
     create_loss,
-    create_model,
     create_optimizer,
     create_scheduler,
+    create_train_model,
     flat_config,
     latest_checkpoint,
     load_checkpoint,
@@ -44,7 +45,6 @@ from timm_dan.training import (  # noqa: E402
     predict_loader,
     replica_checksums,
     resolve_channels_last,
-    resolve_precision,
     save_checkpoint,
     split_batch_size,
 )
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         torch.backends.cudnn.benchmark = False
 
     accelerator = Accelerator(
-        mixed_precision=resolve_precision(cfg.precision),
+        mixed_precision=accelerate_mixed_precision(cfg.precision),
         gradient_accumulation_steps=cfg.grad_accum_steps,
         log_with=cfg.report_to,
         project_dir=str(output_dir),
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
             raise ConfigError(f'--resume: no checkpoint found at {resume_from or output_dir / "checkpoints"}')
     with accelerator.main_process_first():
         splits = load_splits(cfg)
-    model = create_model(cfg)
+    model = create_train_model(cfg)
     if len(splits['train']) < cfg.batch_size:
         raise ConfigError(f'the training split has {len(splits["train"])} images, fewer than one batch '
                           f'({cfg.batch_size}); lower --batch-size')
