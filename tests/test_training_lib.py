@@ -205,8 +205,8 @@ def test_batched_training_loader_is_identical_with_0_and_2_workers(tmp_path):
     normalize = DeviceNormalize(data_config)
 
     def epoch(workers, process_seed):
-        loader = create_loader(TrainConfig(num_workers=workers, recipe='rafdb', seed=5), data, data_config,
-                               batch_size=6, is_training=True)
+        loader = create_loader(data, data_config, batch_size=6, is_training=True, recipe='rafdb', num_workers=workers,
+                               seed=5)
         for seeded in (loader.sampler, loader.dataset):
             seeded.set_epoch(1)
         torch.manual_seed(process_seed)
@@ -219,7 +219,7 @@ def test_batched_training_loader_is_identical_with_0_and_2_workers(tmp_path):
         assert torch.equal(x0, x2) and torch.equal(y0, y2)
     images = torch.cat([x for x, _ in in_process])
     assert (images == 0).all(1).flatten(1).any(1).any()  # augmented: some images carry an erased rectangle
-    eval_loader = create_loader(TrainConfig(num_workers=0), data, data_config, batch_size=24, is_training=False)
+    eval_loader = create_loader(data, data_config, batch_size=24, is_training=False, num_workers=0)
     plain, labels = normalize(next(iter(eval_loader)))
     order = torch.cat([y for _, y in in_process])
     assert sorted(order.tolist()) == sorted(labels.tolist()) and not torch.equal(images, plain)

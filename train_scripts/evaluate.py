@@ -25,7 +25,6 @@ from timm_dan.data import DeviceNormalize, load_fer_dataset  # noqa: E402
 from timm_dan.metrics import load_fer_metrics  # noqa: E402
 from timm_dan.precision import PRECISIONS, accelerate_mixed_precision  # noqa: E402
 from timm_dan.training import predict_loader, resolve_channels_last  # noqa: E402
-from timm_dan.training.config import TrainConfig  # noqa: E402
 from timm_dan.training.data import create_loader  # noqa: E402
 from timm_dan.training.reporting import write_confusion_matrix  # noqa: E402
 
@@ -77,8 +76,7 @@ def main(argv=None) -> int:
     data_config = timm.data.resolve_model_data_config(model)
     if args.image_size:
         data_config['input_size'] = (data_config['input_size'][0], args.image_size, args.image_size)
-    loader_cfg = TrainConfig(num_workers=args.num_workers)
-    loader = create_loader(loader_cfg, dataset, data_config, args.batch_size, is_training=False)
+    loader = create_loader(dataset, data_config, args.batch_size, is_training=False, num_workers=args.num_workers)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model, loader = accelerator.prepare(model, loader)

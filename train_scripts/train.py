@@ -110,12 +110,14 @@ def main(argv=None) -> int:
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = create_optimizer(cfg, model, loss_fn)
-    train_loader = create_loader(cfg, splits['train'], data_config, micro_batch, is_training=True)
+    train_loader = create_loader(splits['train'], data_config, micro_batch, is_training=True, recipe=cfg.recipe,
+                                 num_workers=cfg.num_workers, seed=cfg.seed, balanced_sampler=cfg.balanced_sampler)
     steps_per_epoch = len(train_loader) // (accelerator.num_processes * cfg.grad_accum_steps)
     scheduler = create_scheduler(cfg, optimizer, steps_per_epoch)
     per_step_schedule = cfg.scheduler == 'onecycle'
     epoch_seeded = (train_loader.sampler, train_loader.dataset)  # both take set_epoch
-    eval_loaders = {role: create_loader(cfg, splits[role], data_config, 2 * micro_batch, is_training=False)
+    eval_loaders = {role: create_loader(splits[role], data_config, 2 * micro_batch, is_training=False,
+                                        num_workers=cfg.num_workers)
                     for role in ('validation', 'test') if role in splits}
 
     module, optimizer, train_loader, scheduler = accelerator.prepare(
