@@ -1,4 +1,6 @@
 """The training library: metrics vs scikit-learn, config parsing and checking, recipes, seeded data, TrainStep."""
+import dataclasses
+import re
 from pathlib import Path
 
 import evaluate
@@ -23,6 +25,7 @@ from timm_dan.training import (
     load_config,
     parse_config,
 )
+from timm_dan.training.config import SECTIONS, build_parser
 from timm_dan.training.data import SeededAugmentation, SeededShuffleSampler, create_loader
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'train_scripts' / 'configs'
@@ -167,6 +170,22 @@ def test_unknown_or_mistyped_keys_are_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_config(['--batch-size', 'big'])
     assert "invalid int value: 'big'" in capsys.readouterr().err
+
+
+def test_help_lists_the_options_section_by_section():
+    help_text = build_parser().format_help()
+    starts = [help_text.index(f'\n{section}:\n') for section in SECTIONS]
+    assert starts == sorted(starts)
+    ends = starts[1:] + [help_text.index('\nThe defaults shown are')]
+    section_text = {section: help_text[start:end] for section, start, end in zip(SECTIONS, starts, ends, strict=True)}
+    fields = dataclasses.fields(TrainConfig)
+    for f in fields:
+        flag = re.compile(rf'^  --{f.name.replace("_", "-")}[ ,\n]', re.MULTILINE)
+        assert [s for s, text in section_text.items() if flag.search(text)] == [f.metadata['section']], f.name
+    assert {f.metadata['section'] for f in fields} == set(SECTIONS)
+    assert re.search(r'^  --lr FLOAT ', section_text['optimisation'], re.MULTILINE)
+    assert '--precision {auto,fp32,bf16,fp16}' in section_text['speed and precision']
+    assert 'global: summed over processes' in section_text['optimisation']  # each option's help text
 
 
 class _Items(torch.utils.data.Dataset):
