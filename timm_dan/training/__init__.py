@@ -1,7 +1,8 @@
-"""Training DAN with Accelerate: config, factories, the train step, evaluation, checkpoints and reports.
+"""Training DAN with Accelerate: config, factories, the train step, the epoch loop, checkpoints and reports.
 
-`train_scripts/train.py` is a thin loop over these pieces; `benchmarks/` reuses `TrainStep` so that it measures
-exactly what training runs. The precision vocabulary is `timm_dan.precision`'s.
+`train_scripts/train.py` is a short sequence of these calls (`setup_run`, `resume_or_start`, `train_one_epoch`,
+`validate`, `record_epoch`, `finish_run`); `train_scripts/validate.py` shares `validate`; `benchmarks/` reuses
+`TrainStep` so that it measures exactly what training runs. The precision vocabulary is `timm_dan.precision`'s.
 """
 from ..precision import accelerate_mixed_precision
 from ._deprecated import deprecated_names
@@ -16,12 +17,15 @@ from .engine import (
     resolve_channels_last,
 )
 from .factory import create_loss, create_optimizer, create_scheduler, create_train_model, split_batch_size
+from .loop import train_one_epoch, validate
+from .run import TrainRun, finish_run, record_epoch, resume_or_start, setup_run
 
 __all__ = [
     'TrainConfig', 'ConfigError', 'load_config', 'parse_config', 'config_to_dict', 'flat_config',
     'create_train_model', 'create_loss', 'create_optimizer', 'create_scheduler', 'split_batch_size',
     'DANTrainModule', 'TrainStep', 'NonFiniteLossError', 'predict_loader', 'replica_checksums',
     'resolve_channels_last', 'save_checkpoint', 'load_checkpoint', 'latest_checkpoint',
+    'TrainRun', 'setup_run', 'resume_or_start', 'train_one_epoch', 'validate', 'record_epoch', 'finish_run',
 ]
 
 __getattr__ = deprecated_names(__name__, {
