@@ -1,5 +1,6 @@
 """The training library: metrics vs scikit-learn, config parsing and checking, recipes, seeded data, TrainStep."""
 import dataclasses
+import random
 import re
 from pathlib import Path
 
@@ -31,13 +32,7 @@ from timm_dan.training.data import SeededAugmentation, SeededShuffleSampler, cre
 CONFIGS = Path(__file__).resolve().parents[1] / 'train_scripts' / 'configs'
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    """Accelerate keeps one process-wide state; tests that build an Accelerator in-process must not share it."""
-    from accelerate.state import AcceleratorState
-    AcceleratorState._reset_state(True)
-    yield
-    AcceleratorState._reset_state(True)
+pytestmark = pytest.mark.usefixtures('fresh_accelerator_state')
 
 
 @pytest.mark.parametrize('seed', [0, 1])
@@ -189,20 +184,19 @@ def test_help_lists_the_options_section_by_section():
 
 
 class _Items(torch.utils.data.Dataset):
-    """Returns random numbers per item (as a random augmentation would)."""
+    """Returns random numbers per item, from torch's and Python's RNGs (as a random augmentation would)."""
 
     def __len__(self):
         return 100
 
     def __getitems__(self, indices):
-        return [torch.rand(3) + i for i in indices]
+        return [torch.rand(3) + i + random.random() for i in indices]
 
 
 def test_seeded_augmentation_depends_on_seed_epoch_and_indices_only():
     data = SeededAugmentation(_Items(), seed=3)
     torch.manual_seed(0)
     first = torch.stack(data.__getitems__([5, 7]))
-    state = torch.get_rng_state()
     torch.manual_seed(123)  # a different process RNG state
     again = torch.stack(data.__getitems__([5, 7]))
     torch.testing.assert_close(first, again, rtol=0, atol=0)
@@ -210,8 +204,10 @@ def test_seeded_augmentation_depends_on_seed_epoch_and_indices_only():
     data.__getitems__([5, 7])
     assert torch.equal(torch.get_rng_state(), torch.random.manual_seed(123).get_state())  # untouched
     data.set_epoch(1)
+    torch_state, python_state = torch.get_rng_state(), random.getstate()
     assert not torch.equal(first, torch.stack(data.__getitems__([5, 7])))
-    assert torch.get_rng_state().shape == state.shape
+    # the process's own RNG streams come back exactly as they were: its next draws are as without the call
+    assert torch.equal(torch.get_rng_state(), torch_state) and random.getstate() == python_state
 
 
 def test_batched_training_loader_is_identical_with_0_and_2_workers(tmp_path):
