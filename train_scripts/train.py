@@ -5,8 +5,8 @@
         --data-dir /data/RAF-DB/basic --output-dir runs/rafdb [--epochs 2 --batch-size 64 --seed 1 ...]
     accelerate launch train_scripts/train.py --output-dir runs/rafdb --config ... --resume
 
-Without --config, train_scripts/configs/synthetic.yaml is used. Every config key is also a command-line option;
-those given override the config file. Writes metrics.jsonl, the best epoch's
+Without --config, train_scripts/configs/synthetic.yaml is used. Every config key is also a command-line option
+(--help lists them by section); those given override the config file. Writes metrics.jsonl, the best epoch's
 confusion matrix, checkpoints/ and best/ (a timm Hub folder) in --output-dir.
 """
 import sys
