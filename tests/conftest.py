@@ -30,3 +30,12 @@ def subprocess_env(tmp_path) -> dict:
 @pytest.fixture(scope='session')
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """Accelerate keeps one process-wide state; tests that build an Accelerator in-process must not share it."""
+    from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)

@@ -81,9 +81,9 @@ def test_prepare_dataset_with_a_random_transform_is_bit_identical(split):
 def test_create_loader_gives_the_same_batches(split, is_training):
     batches = []
     for data, workers in ((split, 0), (decode_to_arrow(split), 2)):  # the cached split read in worker processes
-        cfg = TrainConfig(num_workers=workers, recipe='rafdb', seed=7)
         torch.manual_seed(0)
-        batches.append(list(create_loader(cfg, data, CFG, batch_size=4, is_training=is_training)))
+        batches.append(list(create_loader(data, CFG, batch_size=4, is_training=is_training, recipe='rafdb',
+                                          num_workers=workers, seed=7)))
     assert len(batches[0]) == 2
     for plain, cached in zip(*batches, strict=True):
         assert torch.equal(plain.pixel_values, cached.pixel_values) and torch.equal(plain.labels, cached.labels)

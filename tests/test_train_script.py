@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -19,13 +20,7 @@ from timm_dan.training import ConfigError
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    """Accelerate keeps one process-wide state; tests that build an Accelerator in-process must not share it."""
-    from accelerate.state import AcceleratorState
-    AcceleratorState._reset_state(True)
-    yield
-    AcceleratorState._reset_state(True)
+pytestmark = pytest.mark.usefixtures('fresh_accelerator_state')
 
 TINY = '{num_samples: 64, num_validation_samples: 33, image_size: 32, num_classes: 8, seed: 0}'
 TINY_ARGS = ['--dataset-options', TINY, '--image-size', '32', '--batch-size', '16', '--num-workers', '0',
@@ -97,6 +92,18 @@ def test_train_learns_and_writes_outputs_and_best_folder(tmp_path, subprocess_en
     assert (preds == labels).double().mean().item() == pytest.approx(results['validation']['accuracy'])
     best = max(records, key=lambda r: r['validation']['accuracy'])
     assert results['best_epoch'] == best['epoch']
+
+    # the evaluation command the run prints measures best/ as the run did (train.py and validate.py share validate)
+    command = shlex.split(result.stdout.split('or evaluate it: ')[1].splitlines()[0])
+    assert command[:2] == ['python', 'train_scripts/validate.py']
+    report = tmp_path / 'validation.json'
+    evaluated = subprocess.run([sys.executable, *command[1:], '--num-workers', '0', '--output-json', str(report)],
+                               env=subprocess_env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert evaluated.returncode == 0, evaluated.stdout[-3000:] + evaluated.stderr[-3000:]
+    measured = json.loads(report.read_text())
+    assert measured['split'] == 'validation' and measured['num_samples'] == results['validation']['num_samples']
+    for name in ('accuracy', 'mean_class_accuracy', 'macro_f1'):
+        assert measured[name] == pytest.approx(results['validation'][name]), name
 
 
 @pytest.mark.slow

@@ -1,4 +1,7 @@
 """The training library: metrics vs scikit-learn, config parsing and checking, recipes, seeded data, TrainStep."""
+import dataclasses
+import random
+import re
 from pathlib import Path
 
 import evaluate
@@ -9,6 +12,7 @@ from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score,
 
 from timm_dan.data import DeviceNormalize, load_fer_dataset
 from timm_dan.metrics import FER_METRICS_PATH, load_fer_metrics
+from timm_dan.precision import accelerate_mixed_precision
 from timm_dan.training import (
     ConfigError,
     DANTrainModule,
@@ -16,25 +20,19 @@ from timm_dan.training import (
     TrainConfig,
     TrainStep,
     create_loss,
-    create_model,
     create_optimizer,
     create_scheduler,
+    create_train_model,
     load_config,
     parse_config,
-    resolve_precision,
 )
+from timm_dan.training.config import SECTIONS, build_parser
 from timm_dan.training.data import SeededAugmentation, SeededShuffleSampler, create_loader
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'train_scripts' / 'configs'
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    """Accelerate keeps one process-wide state; tests that build an Accelerator in-process must not share it."""
-    from accelerate.state import AcceleratorState
-    AcceleratorState._reset_state(True)
-    yield
-    AcceleratorState._reset_state(True)
+pytestmark = pytest.mark.usefixtures('fresh_accelerator_state')
 
 
 @pytest.mark.parametrize('seed', [0, 1])
@@ -72,7 +70,7 @@ def test_shipped_configs_load_and_state_their_source(name):
 def test_rafdb_recipe_optimizer_decays_the_affinity_centres():
     cfg = load_config(CONFIGS / 'rafdb.yaml', {'backbone_pretrained': None, 'image_size': 32})
     assert (cfg.val_fraction, cfg.test_split, cfg.epochs, cfg.batch_size) == (0.1, 'test', 40, 256)
-    model = create_model(cfg)
+    model = create_train_model(cfg)
     loss_fn = create_loss(cfg, model)
     optimizer = create_optimizer(cfg, model, loss_fn)
     assert isinstance(optimizer, torch.optim.SGD)
@@ -86,6 +84,21 @@ def test_rafdb_recipe_optimizer_decays_the_affinity_centres():
         optimizer.step()
         scheduler.step()
     assert lrs[9] == pytest.approx(0.1) and lrs[10] == pytest.approx(0.01) and lrs[20] == pytest.approx(0.001)
+
+
+def test_train_model_from_weights_names_loads_them(tmp_path):
+    from timm.models import save_for_hf
+    cfg = TrainConfig(num_classes=3)
+    trained = create_train_model(cfg)
+    save_for_hf(trained, str(tmp_path / 'run'), safe_serialization=True)
+    loaded = create_train_model(TrainConfig(model=f'local-dir:{tmp_path / "run"}', num_classes=3))
+    assert type(loaded) is type(trained)
+    for key, value in trained.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with pytest.raises(RuntimeError, match="'timm-dan/no-such-model'"):  # load_pretrained's message, offline
+        create_train_model(TrainConfig(model='hf-hub:timm-dan/no-such-model'))
+    with pytest.raises(ConfigError, match='backbone_pretrained applies to a dan_'):
+        create_train_model(TrainConfig(model=f'local-dir:{tmp_path / "run"}', backbone_pretrained='timm'))
 
 
 def test_affectnet_recipe():
@@ -118,7 +131,21 @@ def test_command_line_overrides_and_types(tmp_path):
         2, 64, 0.01, 'dan_resnet50', 112, 1)
     assert cfg.deterministic and cfg.resume == 'latest' and cfg.precision == 'fp32' and cfg.channels_last is False
     assert cfg.dataset_options == {'aligned': False} and cfg.momentum == 0.9  # the rest from the file
-    assert resolve_precision('fp32') == 'no'
+    assert accelerate_mixed_precision(cfg.precision) == 'no'  # Accelerate's name for fp32
+
+
+def test_old_names_warn_and_keep_their_values():
+    import timm_dan.training
+    from timm_dan.training import factory
+    with pytest.warns(DeprecationWarning, match='use timm_dan.precision.accelerate_mixed_precision'):
+        resolve_precision = timm_dan.training.resolve_precision
+    assert [resolve_precision(p) for p in ('fp32', 'bf16', 'fp16')] == ['no', 'bf16', 'fp16']  # Accelerate's values
+    with pytest.warns(DeprecationWarning, match='use timm_dan.training.create_train_model'):
+        assert timm_dan.training.create_model is create_train_model
+    with pytest.warns(DeprecationWarning, match='use timm_dan.training.create_train_model'):
+        assert factory.create_model is create_train_model
+    with pytest.raises(AttributeError, match='has no attribute'):
+        timm_dan.training.no_such_name  # noqa: B018
 
 
 def test_unknown_or_mistyped_keys_are_errors(tmp_path, capsys):
@@ -140,21 +167,36 @@ def test_unknown_or_mistyped_keys_are_errors(tmp_path, capsys):
     assert "invalid int value: 'big'" in capsys.readouterr().err
 
 
+def test_help_lists_the_options_section_by_section():
+    help_text = build_parser().format_help()
+    starts = [help_text.index(f'\n{section}:\n') for section in SECTIONS]
+    assert starts == sorted(starts)
+    ends = starts[1:] + [help_text.index('\nThe defaults shown are')]
+    section_text = {section: help_text[start:end] for section, start, end in zip(SECTIONS, starts, ends, strict=True)}
+    fields = dataclasses.fields(TrainConfig)
+    for f in fields:
+        flag = re.compile(rf'^  --{f.name.replace("_", "-")}[ ,\n]', re.MULTILINE)
+        assert [s for s, text in section_text.items() if flag.search(text)] == [f.metadata['section']], f.name
+    assert {f.metadata['section'] for f in fields} == set(SECTIONS)
+    assert re.search(r'^  --lr FLOAT ', section_text['optimisation'], re.MULTILINE)
+    assert '--precision {auto,fp32,bf16,fp16}' in section_text['speed and precision']
+    assert 'global: summed over processes' in section_text['optimisation']  # each option's help text
+
+
 class _Items(torch.utils.data.Dataset):
-    """Returns random numbers per item (as a random augmentation would)."""
+    """Returns random numbers per item, from torch's and Python's RNGs (as a random augmentation would)."""
 
     def __len__(self):
         return 100
 
     def __getitems__(self, indices):
-        return [torch.rand(3) + i for i in indices]
+        return [torch.rand(3) + i + random.random() for i in indices]
 
 
 def test_seeded_augmentation_depends_on_seed_epoch_and_indices_only():
     data = SeededAugmentation(_Items(), seed=3)
     torch.manual_seed(0)
     first = torch.stack(data.__getitems__([5, 7]))
-    state = torch.get_rng_state()
     torch.manual_seed(123)  # a different process RNG state
     again = torch.stack(data.__getitems__([5, 7]))
     torch.testing.assert_close(first, again, rtol=0, atol=0)
@@ -162,8 +204,10 @@ def test_seeded_augmentation_depends_on_seed_epoch_and_indices_only():
     data.__getitems__([5, 7])
     assert torch.equal(torch.get_rng_state(), torch.random.manual_seed(123).get_state())  # untouched
     data.set_epoch(1)
+    torch_state, python_state = torch.get_rng_state(), random.getstate()
     assert not torch.equal(first, torch.stack(data.__getitems__([5, 7])))
-    assert torch.get_rng_state().shape == state.shape
+    # the process's own RNG streams come back exactly as they were: its next draws are as without the call
+    assert torch.equal(torch.get_rng_state(), torch_state) and random.getstate() == python_state
 
 
 def test_batched_training_loader_is_identical_with_0_and_2_workers(tmp_path):
@@ -176,8 +220,8 @@ def test_batched_training_loader_is_identical_with_0_and_2_workers(tmp_path):
     normalize = DeviceNormalize(data_config)
 
     def epoch(workers, process_seed):
-        loader = create_loader(TrainConfig(num_workers=workers, recipe='rafdb', seed=5), data, data_config,
-                               batch_size=6, is_training=True)
+        loader = create_loader(data, data_config, batch_size=6, is_training=True, recipe='rafdb', num_workers=workers,
+                               seed=5)
         for seeded in (loader.sampler, loader.dataset):
             seeded.set_epoch(1)
         torch.manual_seed(process_seed)
@@ -190,7 +234,7 @@ def test_batched_training_loader_is_identical_with_0_and_2_workers(tmp_path):
         assert torch.equal(x0, x2) and torch.equal(y0, y2)
     images = torch.cat([x for x, _ in in_process])
     assert (images == 0).all(1).flatten(1).any(1).any()  # augmented: some images carry an erased rectangle
-    eval_loader = create_loader(TrainConfig(num_workers=0), data, data_config, batch_size=24, is_training=False)
+    eval_loader = create_loader(data, data_config, batch_size=24, is_training=False, num_workers=0)
     plain, labels = normalize(next(iter(eval_loader)))
     order = torch.cat([y for _, y in in_process])
     assert sorted(order.tolist()) == sorted(labels.tolist()) and not torch.equal(images, plain)
@@ -207,7 +251,7 @@ def test_seeded_shuffle_sampler_is_a_permutation_per_epoch():
 def _tiny_step(skip_nonfinite: bool):
     from accelerate import Accelerator
     cfg = TrainConfig(num_classes=3, optimizer='sgd', lr=0.01)
-    model = create_model(cfg)
+    model = create_train_model(cfg)
     loss_fn = create_loss(cfg, model)
     optimizer = create_optimizer(cfg, model, loss_fn)
     accelerator = Accelerator(cpu=True, mixed_precision='no')

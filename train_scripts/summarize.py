@@ -11,10 +11,7 @@ import statistics
 import sys
 from pathlib import Path
 
-if __package__ in (None, ''):  # run as a script: import `timm_dan` from this checkout, and never take this
-    sys.path[0] = str(Path(__file__).resolve().parents[1])  # folder's evaluate.py for the `evaluate` library
-
-from timm_dan.training.reporting import CARD_METRICS, read_metrics  # noqa: E402
+from timm_dan.training.reporting import CARD_METRICS, read_metrics
 
 
 def collect(run: Path) -> dict:

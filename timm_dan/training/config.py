@@ -1,102 +1,115 @@
 """Training configuration: one dataclass, filled from a YAML file and then from command-line overrides.
 
 Every key is type-checked, and an unknown key (in the file or on the command line) is an error before anything
-starts. Command-line names are the keys with `-` for `_`: `--batch-size 64`, `--deterministic`, `--no-ema`.
+starts. Command-line names are the keys with `-` for `_`: `--batch-size 64`, `--deterministic`, `--no-ema`. Each
+field belongs to one of `SECTIONS`, and `--help` lists the options section by section.
 """
 import argparse
 import dataclasses
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
-__all__ = ['TrainConfig', 'ConfigError', 'load_config', 'parse_config', 'config_to_dict', 'flat_config']
+from ..precision import PRECISIONS
+
+__all__ = [
+    'TrainConfig', 'ConfigError', 'SECTIONS', 'load_config', 'parse_config', 'build_parser', 'config_to_dict',
+    'flat_config',
+]
+
+SECTIONS = ('data', 'model', 'loss', 'optimisation', 'speed and precision', 'run')
 
 
 class ConfigError(ValueError):
     """A configuration file or command-line value that cannot be used."""
 
 
+def _section(name: str) -> Callable[..., Any]:
+    """The field maker of one section: `option(default, help, choices=None)`, recorded in the field's metadata."""
+    def option(default: Any, help: str = '', choices: Optional[Sequence[str]] = None) -> Any:
+        metadata = {'section': name, 'help': help, 'choices': choices}
+        if isinstance(default, dict):
+            return field(default_factory=default.copy, metadata=metadata)
+        return field(default=default, metadata=metadata)
+
+    return option
+
+
+_data, _model, _loss = _section('data'), _section('model'), _section('loss')
+_optimisation, _speed, _run = _section('optimisation'), _section('speed and precision'), _section('run')
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs; the YAML configs in `train_scripts/configs/` set the paper's recipes."""
-    # data
-    dataset: str = 'synthetic'  # a `timm_dan.data.FER_DATASETS` name
-    data_dir: Optional[str] = None
-    dataset_options: dict[str, Any] = field(default_factory=dict)  # extra `load_fer_dataset` options
-    train_split: str = 'train'
-    val_split: Optional[str] = 'validation'  # model selection; ignored when val_fraction > 0
-    val_fraction: float = 0.0  # > 0: hold out this stratified fraction of train for model selection instead
-    test_split: Optional[str] = None  # evaluated once, with the selected weights, at the end
-    recipe: str = 'rafdb'  # transform recipe: rafdb, affectnet, sfew
-    image_size: int = 224
-    balanced_sampler: bool = False  # class-balanced sampling with replacement (AffectNet)
-    num_workers: int = 2
-    cache_decoded: bool = False  # `decode_to_arrow` the splits once (H*W*3 bytes of disk per image); docs/data.md
-    # model
-    model: str = 'dan_resnet18'  # timm name, `name.tag`, `local-dir:DIR` or `hf-hub:ID`
-    pretrained: bool = False  # load the full DAN weights of `model` (fine-tuning)
-    backbone_pretrained: Optional[str] = None  # 'timm' (ImageNet weights) or a local trunk file (MS-Celeb-1M)
-    num_classes: int = 7
-    num_heads: int = 4
-    drop_rate: float = 0.0
-    drop_path_rate: float = 0.0
-    # loss
-    lambda_affinity: float = 1.0
-    lambda_partition: float = 1.0
-    label_smoothing: float = 0.0
-    # optimisation
-    epochs: int = 40
-    batch_size: int = 256  # global: summed over processes and accumulation steps
-    grad_accum_steps: int = 1
-    optimizer: str = 'sgd'  # sgd, adam, adamw
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4  # applies to the affinity centres too, as in the paper's code
-    scheduler: str = 'step'  # step (StepLR), exponential, cosine, constant (per epoch); onecycle (per step)
-    step_size: int = 10
-    gamma: float = 0.1
-    clip_grad: Optional[float] = None  # max gradient norm
-    ema: bool = False
-    ema_decay: float = 0.9998
-    # speed and precision
-    precision: str = 'auto'  # auto, fp32, bf16, fp16
-    channels_last: Optional[bool] = None  # None: on (faster on CPUs with oneDNN and on GPUs)
-    compile: bool = False
-    # run
-    seed: int = 42
-    deterministic: bool = False
-    output_dir: Optional[str] = None  # default runs/<dataset>
-    select_metric: str = 'accuracy'
-    checkpoint_steps: int = 0  # also save every N optimizer steps (0: at the end of each epoch only)
-    keep_checkpoints: int = 2
-    resume: Optional[str] = None  # 'latest' or a checkpoint folder
-    skip_nonfinite: bool = False
-    report_to: Optional[str] = None  # tensorboard, wandb, ... or all
-    log_every: int = 10
-    max_train_steps: int = 0  # stop after N optimizer steps (0: run all epochs); for smoke tests
-    source: str = ''  # where the recipe comes from (documentation only)
-    target: str = ''  # the accuracy this recipe targets (documentation only)
+    dataset: str = _data('synthetic', 'a timm_dan.data.FER_DATASETS name')
+    data_dir: Optional[str] = _data(None, 'the data set\'s folder, unpacked as distributed')
+    dataset_options: dict[str, Any] = _data({}, 'extra load_fer_dataset options, e.g. "{num_classes: 8}"')
+    train_split: str = _data('train')
+    val_split: Optional[str] = _data('validation', 'model selection; ignored when val_fraction > 0')
+    val_fraction: float = _data(0.0, '> 0: hold out this stratified fraction of train for model selection instead')
+    test_split: Optional[str] = _data(None, 'evaluated once, with the selected weights, at the end')
+    recipe: str = _data('rafdb', 'transform recipe: rafdb, affectnet, sfew')
+    image_size: int = _data(224)
+    balanced_sampler: bool = _data(False, 'class-balanced sampling with replacement (AffectNet)')
+    num_workers: int = _data(2, 'DataLoader worker processes')
+    cache_decoded: bool = _data(
+        False, 'decode every image once into Arrow next to the split (datasets cache), then load raw pixels: '
+        'costs H*W*3 bytes of disk per image (RAF-DB aligned: 460 MB; AffectNet at native size: tens of GB)')
+    model: str = _model('dan_resnet18', 'timm name, name.tag, local-dir:DIR or hf-hub:ID')
+    pretrained: bool = _model(False, 'start from the full DAN weights of model (fine-tuning); always so for '
+                              'local-dir: and hf-hub: names')
+    backbone_pretrained: Optional[str] = _model(None, "'timm' (ImageNet weights) or a local trunk file "
+                                                '(MS-Celeb-1M)')
+    num_classes: int = _model(7)
+    num_heads: int = _model(4, 'attention heads')
+    drop_rate: float = _model(0.0)
+    drop_path_rate: float = _model(0.0)
+    lambda_affinity: float = _loss(1.0, 'weight of the affinity loss')
+    lambda_partition: float = _loss(1.0, 'weight of the partition loss')
+    label_smoothing: float = _loss(0.0)
+    epochs: int = _optimisation(40)
+    batch_size: int = _optimisation(256, 'global: summed over processes and accumulation steps')
+    grad_accum_steps: int = _optimisation(1)
+    optimizer: str = _optimisation('sgd', choices=('sgd', 'adam', 'adamw'))
+    lr: float = _optimisation(0.1)
+    momentum: float = _optimisation(0.9, 'sgd only')
+    weight_decay: float = _optimisation(1e-4, 'applies to the affinity centres too, as in the paper\'s code')
+    scheduler: str = _optimisation('step', 'step (StepLR), exponential, cosine, constant: per epoch; onecycle: per '
+                                   'step', choices=('step', 'exponential', 'cosine', 'constant', 'onecycle'))
+    step_size: int = _optimisation(10, 'StepLR\'s epochs per step')
+    gamma: float = _optimisation(0.1, 'StepLR\'s and ExponentialLR\'s factor')
+    clip_grad: Optional[float] = _optimisation(None, 'max gradient norm')
+    ema: bool = _optimisation(False, 'evaluate and export an EMA of the weights')
+    ema_decay: float = _optimisation(0.9998)
+    precision: str = _speed('auto', 'auto: bf16 where the device computes it natively, else fp32',
+                            choices=PRECISIONS)
+    channels_last: Optional[bool] = _speed(None, 'None: on (faster on CPUs with oneDNN and on GPUs)')
+    compile: bool = _speed(False, 'torch.compile the model and the loss')
+    seed: int = _run(42)
+    deterministic: bool = _run(False, 'deterministic kernels, and dropout reseeded per step (bit-identical resume)')
+    output_dir: Optional[str] = _run(None, 'the run\'s folder (None: runs/<dataset>)')
+    select_metric: str = _run('accuracy', 'the validation metric that selects the best epoch',
+                              choices=('accuracy', 'mean_class_accuracy', 'macro_f1'))
+    checkpoint_steps: int = _run(0, 'also save every N optimizer steps (0: at the end of each epoch only)')
+    keep_checkpoints: int = _run(2)
+    resume: Optional[str] = _run(None, 'continue from the latest checkpoint in output-dir/checkpoints, or from PATH')
+    skip_nonfinite: bool = _run(False, 'skip optimizer steps with non-finite gradients instead of stopping')
+    report_to: Optional[str] = _run(None, 'tensorboard, wandb, ... or all')
+    log_every: int = _run(10, 'progress bar refresh, in micro-batches')
+    max_train_steps: int = _run(0, 'stop after N optimizer steps (0: run all epochs); for smoke tests')
+    source: str = _run('', 'where the recipe comes from (documentation only)')
+    target: str = _run('', 'the accuracy this recipe targets (documentation only)')
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = typing.get_type_hints(TrainConfig)
-_CHOICES = {
-    'optimizer': ('sgd', 'adam', 'adamw'),
-    'scheduler': ('step', 'exponential', 'cosine', 'constant', 'onecycle'),
-    'precision': ('auto', 'fp32', 'bf16', 'fp16'),
-    'select_metric': ('accuracy', 'mean_class_accuracy', 'macro_f1'),
-}
 _CLI_ALIASES = {'precision': ['--mixed-precision']}
-_CLI_HELP = {
-    'cache_decoded': 'decode every image once into Arrow next to the split (datasets cache), then load raw pixels: '
-                     'costs H*W*3 bytes of disk per image (RAF-DB aligned: 460 MB; AffectNet at native size: '
-                     'tens of GB)',
-}
 
 
 def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
@@ -119,8 +132,9 @@ def _check_value(key: str, value: Any, where: str) -> Any:
     if base is int and isinstance(value, bool) or not isinstance(value, base):
         name = getattr(base, '__name__', str(base))
         raise ConfigError(f'{where}: `{key}` expects {name}{" or null" if optional else ""}, got {value!r}')
-    if key in _CHOICES and value not in _CHOICES[key]:
-        raise ConfigError(f'{where}: `{key}` must be one of {", ".join(_CHOICES[key])}, got {value!r}')
+    choices = _FIELDS[key].metadata['choices']
+    if choices and value not in choices:
+        raise ConfigError(f'{where}: `{key}` must be one of {", ".join(choices)}, got {value!r}')
     return value
 
 
@@ -172,32 +186,38 @@ def _parse_mapping(text: str) -> dict[str, Any]:
 
 
 def build_parser(description: str = '') -> argparse.ArgumentParser:
-    """An argparse parser with one option per config key (defaults suppressed: only given keys override)."""
+    """An argparse parser with one option per config key, in one group per section (defaults suppressed: only the
+    keys given override)."""
     parser = argparse.ArgumentParser(
         description=description, allow_abbrev=False, argument_default=argparse.SUPPRESS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='The defaults shown are TrainConfig\'s: a --config file replaces them, the options given replace both.',
     )
     parser.add_argument('--config', help='YAML file of config keys (see train_scripts/configs/)')
+    groups = {section: parser.add_argument_group(section) for section in SECTIONS}
     defaults = TrainConfig()
-    for name, hint in _HINTS.items():
-        flag = '--' + name.replace('_', '-')
-        kind, optional = _unwrap_optional(hint)
-        kind = typing.get_origin(kind) or kind
-        help_text = f'{_CLI_HELP[name]}; ' if name in _CLI_HELP else ''
-        help_text += f'TrainConfig default: {getattr(defaults, name)!r}'
-        if name == 'resume':
-            parser.add_argument(flag, nargs='?', const='latest', metavar='PATH',
-                                help='continue from the latest checkpoint in output-dir/checkpoints, or from PATH')
-        elif kind is bool and not optional:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
-        elif kind is dict:
-            parser.add_argument(flag, type=_parse_mapping, metavar='YAML', help=help_text)
-        else:
-            parse = _parse_bool if kind is bool else kind
-            aliases = _CLI_ALIASES.get(name, [])
-            parser.add_argument(flag, *aliases, dest=name, type=_parse_optional(parse) if optional else parse,
-                                metavar=kind.__name__.upper(), help=help_text)
+    for name, spec in _FIELDS.items():
+        _add_option(groups[spec.metadata['section']], name, spec.metadata, getattr(defaults, name))
     return parser
+
+
+def _add_option(group, name: str, metadata: dict[str, Any], default: Any) -> None:
+    flag = '--' + name.replace('_', '-')
+    kind, optional = _unwrap_optional(_HINTS[name])
+    kind = typing.get_origin(kind) or kind
+    help_text = '; '.join(filter(None, [metadata['help'], f'default: {default!r}']))
+    if name == 'resume':
+        group.add_argument(flag, nargs='?', const='latest', metavar='PATH', help=metadata['help'])
+    elif kind is bool and not optional:
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+    elif kind is dict:
+        group.add_argument(flag, type=_parse_mapping, metavar='YAML', help=help_text)
+    else:
+        parse = _parse_bool if kind is bool else kind
+        choices = metadata['choices']
+        metavar = '{' + ','.join(choices) + '}' if choices else kind.__name__.upper()
+        group.add_argument(flag, *_CLI_ALIASES.get(name, []), dest=name, metavar=metavar,
+                           type=_parse_optional(parse) if optional else parse, help=help_text)
 
 
 def parse_config(argv: Optional[Sequence[str]] = None, description: str = '') -> TrainConfig:

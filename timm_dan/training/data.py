@@ -135,27 +135,30 @@ class SeededShuffleSampler(Sampler[int]):
 
 
 def create_loader(
-        cfg: TrainConfig,
         dataset: Dataset,
         data_config: dict[str, Any],
         batch_size: int,
         is_training: bool,
+        *,
         recipe: Optional[str] = None,
+        num_workers: int = 2,
+        seed: int = 42,
+        balanced_sampler: bool = False,
 ) -> DataLoader:
     """A DataLoader of uint8 `FERBatch`es: each worker decodes its samples and `BatchCollate` resizes (and in
-    training augments, seeded by `SeededAugmentation`) whole batches; pass them through `DeviceNormalize` on the
-    device. Training: seeded shuffling (or class-balanced sampling), drop_last."""
+    training augments with `recipe`, seeded by `SeededAugmentation`) whole batches; pass them through
+    `DeviceNormalize` on the device. Training: shuffling seeded by (`seed`, epoch), or class-balanced sampling with
+    replacement (`balanced_sampler`), and drop_last."""
     prepared = prepare_dataset(dataset, v2.Identity())
-    collate = BatchCollate(data_config, recipe or cfg.recipe, is_training=is_training)
-    workers = dict(num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
-                   pin_memory=torch.cuda.is_available())
+    collate = BatchCollate(data_config, recipe, is_training=is_training)
+    workers = dict(num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())
     if not is_training:
         return DataLoader(prepared, batch_size=batch_size, shuffle=False, collate_fn=collate, **workers)
-    if cfg.balanced_sampler:
-        sampler = ClassBalancedSampler(dataset['label'], seed=cfg.seed)
+    if balanced_sampler:
+        sampler = ClassBalancedSampler(dataset['label'], seed=seed)
     else:
-        sampler = SeededShuffleSampler(len(dataset), seed=cfg.seed)
+        sampler = SeededShuffleSampler(len(dataset), seed=seed)
     return DataLoader(
-        SeededAugmentation(prepared, cfg.seed, collate), batch_size=batch_size, sampler=sampler, drop_last=True,
+        SeededAugmentation(prepared, seed, collate), batch_size=batch_size, sampler=sampler, drop_last=True,
         collate_fn=keep_batch, **workers,
     )

@@ -1,15 +1,14 @@
-"""The training step and the evaluation loop, shared by `train_scripts/` and `benchmarks/`.
+"""The training step and the prediction loop, shared by `train_scripts/`, `timm_dan.training.loop` and `benchmarks/`.
 
-The fast paths are chosen in one place, `resolve_precision` / `resolve_channels_last`: bf16 autocast where the
-device supports it and channels_last memory format, unless the config turns them off (`--precision fp32`,
-`--channels-last false`). The step does no host synchronisation: losses stay on the device and are read by
-`TrainStep.read_losses()` at log intervals; a non-finite loss is recorded on the device and raised by
-`TrainStep.check_finite()` (called before every checkpoint and every evaluation), so a corrupt state is never
-saved. `skip_nonfinite=True` instead checks the synchronised gradients every step (one host sync) and skips
+The fast paths are chosen in one place, `timm_dan.precision.accelerate_mixed_precision` / `resolve_channels_last`:
+bf16 autocast where the device supports it and channels_last memory format, unless the config turns them off
+(`--precision fp32`, `--channels-last false`). The step does no host synchronisation: losses stay on the device
+and are read by `TrainStep.read_losses()` at log intervals; a non-finite loss is recorded on the device and
+raised by `TrainStep.check_finite()` (called before every checkpoint and every evaluation), so a corrupt state is
+never saved. `skip_nonfinite=True` instead checks the synchronised gradients every step (one host sync) and skips
 the optimizer step on every process at once.
 """
 import hashlib
-import os
 from typing import Any, Optional
 
 import torch
@@ -18,33 +17,11 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 
 from ..losses import DANLoss, DANLossParts
-from ..precision import bf16_supported
 
 __all__ = [
-    'resolve_precision', 'resolve_channels_last', 'DANTrainModule', 'TrainStep', 'NonFiniteLossError',
+    'resolve_channels_last', 'DANTrainModule', 'TrainStep', 'NonFiniteLossError',
     'predict_loader', 'replica_checksums',
 ]
-
-
-def resolve_precision(precision: str = 'auto', device: Optional[torch.device] = None) -> str:
-    """Accelerate's `mixed_precision` for a config value: 'no', 'bf16' or 'fp16'.
-
-    'auto' keeps a mixed precision the launcher asked for (`accelerate launch --mixed_precision bf16` or
-    `accelerate config`), else picks bf16 where the device computes it natively and fp32 elsewhere.
-    """
-    if precision == 'fp32':
-        return 'no'
-    if precision in ('bf16', 'fp16'):
-        return precision
-    if precision != 'auto':
-        raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
-    launched = os.environ.get('ACCELERATE_MIXED_PRECISION', 'no')
-    if launched in ('bf16', 'fp16'):
-        return launched
-    if device is None:
-        use_cpu = os.environ.get('ACCELERATE_USE_CPU', '').lower() in ('1', 'true', 'yes')
-        device = torch.device('cuda' if torch.cuda.is_available() and not use_cpu else 'cpu')
-    return 'bf16' if bf16_supported(device) else 'no'
 
 
 def resolve_channels_last(channels_last: Optional[bool] = None) -> bool:

@@ -1,32 +1,30 @@
 """Evaluate a DAN on a FER data set: accuracy, mean class accuracy, macro F1, per-class recall, confusion matrix.
 
-    python train_scripts/evaluate.py --model local-dir:runs/rafdb/best --dataset rafdb --data-dir DIR --split test
-    python train_scripts/evaluate.py --model dan_resnet18.affectnet7 --dataset rafdb --data-dir DIR --tta
-    accelerate launch train_scripts/evaluate.py ...      # several processes: every image counted once
+    python train_scripts/validate.py --model local-dir:runs/rafdb/best --dataset rafdb --data-dir DIR --split test
+    python train_scripts/validate.py --model dan_resnet18.affectnet7 --dataset rafdb --data-dir DIR --tta
+    accelerate launch train_scripts/validate.py ...      # several processes: every image counted once
 
 `--model` takes `local-dir:` folders, `hf-hub:` ids and registered pretrained tags. Labels are canonical in
 every data set, so models evaluate across data sets: a 7-class model on an 8-class set skips the contempt
 images (and says how many); an 8-class model on a 7-class set keeps contempt as a possible (wrong) answer.
+The evaluation is training's own (`timm_dan.training.validate`).
 """
 import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ''):  # run as a script: import `timm_dan` from this checkout, and never take this
-    sys.path[0] = str(Path(__file__).resolve().parents[1])  # folder's evaluate.py for the `evaluate` library
+import timm
+import torch
+import yaml
+from accelerate import Accelerator, DataLoaderConfiguration
 
-import timm  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from accelerate import Accelerator, DataLoaderConfiguration  # noqa: E402
-
-import timm_dan  # noqa: E402
-from timm_dan.data import DeviceNormalize, load_fer_dataset  # noqa: E402
-from timm_dan.metrics import load_fer_metrics  # noqa: E402
-from timm_dan.training import predict_loader, resolve_channels_last, resolve_precision  # noqa: E402
-from timm_dan.training.config import TrainConfig  # noqa: E402
-from timm_dan.training.data import create_loader  # noqa: E402
-from timm_dan.training.reporting import write_confusion_matrix  # noqa: E402
+import timm_dan
+from timm_dan.data import DeviceNormalize, load_fer_dataset
+from timm_dan.models.pretrained import load_pretrained
+from timm_dan.precision import PRECISIONS, accelerate_mixed_precision
+from timm_dan.training import resolve_channels_last, validate
+from timm_dan.training.data import create_loader
+from timm_dan.training.reporting import write_confusion_matrix
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--image-size', type=int, default=None, help="default: the model's input size")
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--num-workers', type=int, default=2)
-    parser.add_argument('--precision', default='auto', choices=('auto', 'fp32', 'bf16', 'fp16'))
+    parser.add_argument('--precision', default='auto', choices=PRECISIONS)
     parser.add_argument('--output-json', default=None, help='write the metrics here (and the PNG beside it)')
     return parser
 
@@ -50,10 +48,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.dataset != 'synthetic' and not (args.data_dir and Path(args.data_dir).is_dir()):
         raise SystemExit(f'error: --data-dir {args.data_dir} is not a folder; {args.dataset} needs its data')
-    accelerator = Accelerator(mixed_precision=resolve_precision(args.precision),
+    accelerator = Accelerator(mixed_precision=accelerate_mixed_precision(args.precision),
                               dataloader_config=DataLoaderConfiguration(non_blocking=True))
     channels_last = resolve_channels_last(None)
-    model = timm.create_model(args.model, pretrained=True).eval()
+    model = load_pretrained(args.model).eval()
     num_classes = model.num_classes
     with accelerator.main_process_first():
         data = load_fer_dataset(args.dataset, args.data_dir, **args.dataset_options)
@@ -76,16 +74,12 @@ def main(argv=None) -> int:
     data_config = timm.data.resolve_model_data_config(model)
     if args.image_size:
         data_config['input_size'] = (data_config['input_size'][0], args.image_size, args.image_size)
-    loader_cfg = TrainConfig(num_workers=args.num_workers)
-    loader = create_loader(loader_cfg, dataset, data_config, args.batch_size, is_training=False)
+    loader = create_loader(dataset, data_config, args.batch_size, is_training=False, num_workers=args.num_workers)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model, loader = accelerator.prepare(model, loader)
-    outputs = predict_loader(accelerator, model, map(DeviceNormalize(data_config), loader), channels_last=channels_last,
-                             tta=args.tta)
-    metric = load_fer_metrics()
-    metric.add_batch(predictions=outputs['predictions'].tolist(), references=outputs['references'].tolist())
-    results = metric.compute(num_classes=len(label_names))
+    results = validate(accelerator, model, loader, DeviceNormalize(data_config), len(label_names),
+                       channels_last=channels_last, tta=args.tta)
 
     if accelerator.is_main_process:
         title = f'{args.model} on {args.dataset} {split}' + (' (TTA)' if args.tta else '')

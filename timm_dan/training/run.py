@@ -1,0 +1,244 @@
+"""One training run, in the calls `train_scripts/train.py` makes: `setup_run` (every input checked before anything
+is trained or written), `resume_or_start`, then per epoch `train_one_epoch`, `validate`, `record_epoch` and
+`TrainRun.checkpoint`, and at the end `finish_run` (the selected weights evaluated, exported and reported)."""
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import timm
+import torch
+import torch.nn as nn
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import set_seed
+from timm.utils import ModelEmaV3
+from torch.utils.data import DataLoader
+
+from ..data import DeviceNormalize
+from ..models.pretrained import load_pretrained
+from ..precision import accelerate_mixed_precision
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import ConfigError, TrainConfig, config_to_dict, flat_config
+from .data import RunSplits, create_loader, load_splits
+from .engine import DANTrainModule, TrainStep, replica_checksums, resolve_channels_last
+from .factory import create_loss, create_optimizer, create_scheduler, create_train_model, split_batch_size
+from .loop import validate
+from .reporting import append_metrics, best_summary, export_best, truncate_metrics, write_confusion_matrix
+
+__all__ = ['TrainRun', 'setup_run', 'resume_or_start', 'record_epoch', 'finish_run']
+
+LOSS_NAMES = ('loss', 'ce', 'affinity', 'partition')
+
+
+@dataclass
+class TrainRun:
+    """What a run holds between its calls: the config, the prepared pieces and where training stands."""
+    cfg: TrainConfig
+    accelerator: Accelerator
+    output_dir: Path
+    splits: RunSplits
+    data_config: dict[str, Any]
+    normalize: DeviceNormalize  # the loaders' uint8 batches -> normalised float, on the device
+    module: nn.Module  # the prepared DANTrainModule (model and loss)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_loader: DataLoader
+    epoch_seeded: tuple[Any, ...]  # the training loader's sampler and dataset, which take set_epoch
+    eval_loaders: dict[str, DataLoader]  # 'validation', and 'test' where the config has one
+    step: TrainStep
+    ema: Optional[ModelEmaV3] = None
+    channels_last: bool = True
+    resume_from: Optional[Path] = None
+    start_epoch: int = 0
+    skip_batches: int = 0  # batches of `start_epoch` trained before the checkpoint resumed from
+    best: dict[str, Any] = field(default_factory=lambda: {'epoch': None, 'value': -math.inf})
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are evaluated and exported: the EMA's when one is kept."""
+        return self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.module).model
+
+    @property
+    def reached_max_steps(self) -> bool:
+        return bool(self.cfg.max_train_steps) and self.step.optimizer_steps >= self.cfg.max_train_steps
+
+    def checkpoint(self, epoch: int, batch: int = 0) -> Path:
+        """Save `checkpoints/step_N` at `batch` of `epoch` (never a state that a non-finite loss has corrupted)."""
+        self.step.check_finite()
+        train_state = {'epoch': epoch, 'batch': batch, 'best': self.best, 'step': self.step.state_dict()}
+        return save_checkpoint(self.accelerator, self.output_dir / 'checkpoints', self.step.optimizer_steps,
+                               train_state, ema=self.ema, keep=self.cfg.keep_checkpoints)
+
+
+def setup_run(cfg: TrainConfig) -> TrainRun:
+    """The accelerator, data, model, loss, optimizer, schedule, loaders and train step of `cfg`, prepared.
+
+    Everything that can be wrong with the inputs (batch size, `--resume`, data folder, classes) fails here with a
+    `ConfigError` or `FileNotFoundError`, before any training and before anything is written.
+    """
+    output_dir = Path(cfg.output_dir or f'runs/{cfg.dataset}')
+    if cfg.deterministic:
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+        torch.backends.cudnn.benchmark = False
+    accelerator = Accelerator(
+        mixed_precision=accelerate_mixed_precision(cfg.precision),
+        gradient_accumulation_steps=cfg.grad_accum_steps,
+        log_with=cfg.report_to,
+        project_dir=str(output_dir),
+        step_scheduler_with_optimizer=False,  # the recipes' schedules are per epoch
+        dynamo_backend='inductor' if cfg.compile else None,
+        dataloader_config=DataLoaderConfiguration(non_blocking=True),  # from pinned memory: copies overlap compute
+    )
+    channels_last = resolve_channels_last(cfg.channels_last)
+    set_seed(cfg.seed, deterministic=cfg.deterministic)
+
+    micro_batch, _ = split_batch_size(cfg, accelerator.num_processes)
+    resume_from = None
+    if cfg.resume:
+        resume_from = latest_checkpoint(output_dir / 'checkpoints') if cfg.resume == 'latest' else Path(cfg.resume)
+        if resume_from is None or not resume_from.is_dir():
+            raise ConfigError(f'--resume: no checkpoint found at {resume_from or output_dir / "checkpoints"}')
+    with accelerator.main_process_first():
+        splits = load_splits(cfg)
+    model = create_train_model(cfg)
+    if len(splits['train']) < cfg.batch_size:
+        raise ConfigError(f'the training split has {len(splits["train"])} images, fewer than one batch '
+                          f'({cfg.batch_size}); lower --batch-size')
+    data_config = timm.data.resolve_model_data_config(model)
+    data_config['input_size'] = (data_config['input_size'][0], cfg.image_size, cfg.image_size)
+    loss_fn = create_loss(cfg, model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = create_optimizer(cfg, model, loss_fn)
+    train_loader = create_loader(splits['train'], data_config, micro_batch, is_training=True, recipe=cfg.recipe,
+                                 num_workers=cfg.num_workers, seed=cfg.seed, balanced_sampler=cfg.balanced_sampler)
+    steps_per_epoch = len(train_loader) // (accelerator.num_processes * cfg.grad_accum_steps)
+    scheduler = create_scheduler(cfg, optimizer, steps_per_epoch)
+    epoch_seeded = (train_loader.sampler, train_loader.dataset)
+    eval_loaders = {role: create_loader(splits[role], data_config, 2 * micro_batch, is_training=False,
+                                        num_workers=cfg.num_workers)
+                    for role in ('validation', 'test') if role in splits}
+
+    module, optimizer, train_loader, scheduler = accelerator.prepare(
+        DANTrainModule(model, loss_fn), optimizer, train_loader, scheduler)
+    eval_loaders = {role: accelerator.prepare(loader) for role, loader in eval_loaders.items()}
+    ema = ModelEmaV3(accelerator.unwrap_model(module).model, decay=cfg.ema_decay) if cfg.ema else None
+    step = TrainStep(accelerator, module, optimizer, clip_grad=cfg.clip_grad, ema=ema, channels_last=channels_last,
+                     skip_nonfinite=cfg.skip_nonfinite, step_seed=cfg.seed if cfg.deterministic else None)
+    return TrainRun(cfg, accelerator, output_dir, splits, data_config, DeviceNormalize(data_config), module,
+                    optimizer, scheduler, train_loader, epoch_seeded, eval_loaders, step, ema=ema,
+                    channels_last=channels_last, resume_from=resume_from)
+
+
+def resume_or_start(run: TrainRun) -> None:
+    """Restore `run.resume_from` (and drop the metrics of the epochs it will repeat), or start afresh (removing an
+    earlier run's checkpoints in the output folder); then write config.json, start the trackers, say what runs."""
+    cfg, accelerator, output_dir = run.cfg, run.accelerator, run.output_dir
+    if run.resume_from is not None:
+        state = load_checkpoint(accelerator, run.resume_from, ema=run.ema)
+        run.start_epoch, run.skip_batches, run.best = state['epoch'], state['batch'], state['best']
+        run.step.load_state_dict(state['step'])
+        accelerator.print(f'Resumed from {run.resume_from}: epoch {run.start_epoch + 1}, batch {run.skip_batches}')
+        if accelerator.is_main_process:
+            truncate_metrics(output_dir, run.start_epoch)
+    elif accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / 'metrics.jsonl').unlink(missing_ok=True)
+        if (output_dir / 'checkpoints').is_dir():  # an earlier run's: never resume into a mix of two runs
+            print(f'Starting afresh in {output_dir}: removing the checkpoints of an earlier run there '
+                  f'(pass --resume to continue it instead)')
+            shutil.rmtree(output_dir / 'checkpoints')
+    if accelerator.is_main_process:
+        (output_dir / 'config.json').write_text(json.dumps(config_to_dict(cfg), indent=1))
+    if cfg.report_to:
+        accelerator.init_trackers(output_dir.name, config=flat_config(cfg))
+    precision = 'fp32' if accelerator.mixed_precision == 'no' else accelerator.mixed_precision
+    accelerator.print(
+        f'Training {cfg.model} on {cfg.dataset} ({len(run.splits["train"])} train / '
+        f'{len(run.splits["validation"])} validation images, {run.splits.split_names["validation"]}) for '
+        f'{cfg.epochs} epochs on {accelerator.num_processes} x {accelerator.device}, precision {precision}, '
+        f'channels_last {run.channels_last}, global batch {cfg.batch_size}')
+
+
+def record_epoch(run: TrainRun, epoch: int, train_metrics: dict[str, float], val_metrics: dict[str, Any]) -> bool:
+    """Append the epoch to metrics.jsonl, export best/ (and its confusion matrix) when `cfg.select_metric`
+    improved, print the epoch's line and log to the trackers. Returns whether the epoch is the best so far."""
+    cfg, accelerator, splits = run.cfg, run.accelerator, run.splits
+    record = {
+        'epoch': epoch + 1, 'step': run.step.optimizer_steps, 'lr': train_metrics['lr'],
+        **{f'train_{k}': v for k, v in train_metrics.items() if k != 'lr'},
+        'validation': {k: v for k, v in val_metrics.items() if k != 'confusion_matrix'},
+    }
+    improved = val_metrics[cfg.select_metric] > run.best['value']
+    if improved:
+        run.best = {'epoch': epoch + 1, 'value': val_metrics[cfg.select_metric]}
+    if accelerator.is_main_process:
+        append_metrics(run.output_dir, record)
+        if improved:
+            write_confusion_matrix(run.output_dir, val_metrics, splits.label_names,
+                                   f'{cfg.dataset} {splits.split_names["validation"]}, epoch {epoch + 1}')
+            export_best(run.eval_model, run.output_dir, cfg, {'validation': val_metrics}, splits.split_names,
+                        splits.label_names, run.data_config, epoch + 1)
+    losses = {k: train_metrics[k] for k in LOSS_NAMES}
+    accelerator.print(
+        f'epoch {epoch + 1}: loss {losses["loss"]:.4f} (ce {losses["ce"]:.4f}, affinity {losses["affinity"]:.4f}, '
+        f'partition {losses["partition"]:.4f}), validation accuracy {val_metrics["accuracy"]:.4f}, '
+        f'mean class accuracy {val_metrics["mean_class_accuracy"]:.4f}' + (' (best)' if improved else ''))
+    if cfg.report_to:
+        accelerator.log({**{f'train/{k}': v for k, v in losses.items()}, 'lr': train_metrics['lr'],
+                         **{f'validation/{k}': val_metrics[k] for k in ('accuracy', 'mean_class_accuracy',
+                                                                        'macro_f1')}}, step=epoch + 1)
+    return improved
+
+
+def finish_run(run: TrainRun) -> Optional[dict[str, dict[str, Any]]]:
+    """Check that every process ended with the same weights, evaluate the selected weights (best/) on validation
+    and test, rewrite best/'s card with those numbers, write results.json, print where the model went; end the
+    trackers. Returns the metrics per role, or None when no epoch completed."""
+    accelerator, cfg, output_dir, splits = run.accelerator, run.cfg, run.output_dir, run.splits
+    checksums = replica_checksums(accelerator, run.module)
+    if any(len(set(values)) > 1 for values in checksums.values()):
+        raise RuntimeError(f'the processes ended with different weights: {checksums}')
+    best_dir = output_dir / 'best'
+    accelerator.wait_for_everyone()
+    if run.best['epoch'] is None or not (best_dir / 'model.safetensors').is_file():
+        accelerator.print('No epoch completed: nothing exported.')
+        accelerator.end_training()
+        return None
+    model = load_pretrained(f'local-dir:{best_dir}').to(accelerator.device)
+    if run.channels_last:
+        model.to(memory_format=torch.channels_last)
+    results = {role: validate(accelerator, model, loader, run.normalize, cfg.num_classes, run.channels_last)
+               for role, loader in run.eval_loaders.items()}
+    if accelerator.is_main_process:
+        if 'test' in results:
+            write_confusion_matrix(output_dir, results['test'], splits.label_names,
+                                   f'{cfg.dataset} {splits.split_names["test"]}, best epoch {run.best["epoch"]}',
+                                   stem='confusion_matrix_test')
+        export_best(model, output_dir, cfg, results, splits.split_names, splits.label_names, run.data_config,
+                    run.best['epoch'])
+        summary = {'best_epoch': run.best['epoch'], 'split_names': splits.split_names, **best_summary(results),
+                   'num_processes': accelerator.num_processes, 'process_checksums': checksums}
+        (output_dir / 'results.json').write_text(json.dumps(summary, indent=1))
+        print(_final_report(cfg, splits, run.best['epoch'], best_dir, results))
+    accelerator.end_training()
+    return results
+
+
+def _final_report(cfg: TrainConfig, splits: RunSplits, best_epoch: int, best_dir: Path,
+                  results: dict[str, dict[str, Any]]) -> str:
+    lines = [f'{role} ({splits.split_names[role]}): ' + ', '.join(
+        f'{k} {v:.4f}' for k, v in values.items() if k != 'num_samples')
+        for role, values in best_summary(results).items()]
+    return '\n'.join([
+        f'Best epoch {best_epoch} (selected on {splits.split_names["validation"]}):', *lines,
+        f'The model is in {best_dir}/ (config.json, model.safetensors, README.md). Load it with:',
+        f'    import timm, timm_dan; model = timm.create_model("local-dir:{best_dir}", pretrained=True)',
+        f'or evaluate it: python train_scripts/validate.py --model local-dir:{best_dir} --dataset {cfg.dataset}'
+        + (f' --data-dir {cfg.data_dir}' if cfg.data_dir else '')
+        + (f" --dataset-options '{json.dumps(cfg.dataset_options)}'" if cfg.dataset_options else '')
+        + f' --split {cfg.test_split or cfg.val_split}',
+    ])
