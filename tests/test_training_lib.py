@@ -91,12 +91,14 @@ def test_train_model_from_weights_names_loads_them(tmp_path):
     cfg = TrainConfig(num_classes=3)
     trained = create_train_model(cfg)
     save_for_hf(trained, str(tmp_path / 'run'), safe_serialization=True)
-    loaded = create_train_model(TrainConfig(model=f'local-dir:{tmp_path / "run"}', num_classes=3))
+    loaded = create_train_model(TrainConfig(model=f'local-dir:{tmp_path / "run"}', num_classes=3, pretrained=True))
     assert type(loaded) is type(trained)
     for key, value in trained.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+    fresh = create_train_model(TrainConfig(model=f'local-dir:{tmp_path / "run"}', num_classes=3))  # as timm does
+    assert not torch.equal(fresh.backbone.conv1.weight, trained.backbone.conv1.weight)
     with pytest.raises(RuntimeError, match="'timm-dan/no-such-model'"):  # load_pretrained's message, offline
-        create_train_model(TrainConfig(model='hf-hub:timm-dan/no-such-model'))
+        create_train_model(TrainConfig(model='hf-hub:timm-dan/no-such-model', pretrained=True))
     with pytest.raises(ConfigError, match='backbone_pretrained applies to a dan_'):
         create_train_model(TrainConfig(model=f'local-dir:{tmp_path / "run"}', backbone_pretrained='timm'))
 

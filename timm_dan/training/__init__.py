@@ -4,8 +4,7 @@
 `validate`, `record_epoch`, `finish_run`); `train_scripts/validate.py` shares `validate`; `benchmarks/` reuses
 `TrainStep` so that it measures exactly what training runs. The precision vocabulary is `timm_dan.precision`'s.
 """
-from ..precision import accelerate_mixed_precision
-from ._deprecated import deprecated_names
+from .._deprecation import moved_names
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, config_to_dict, flat_config, load_config, parse_config
 from .engine import (
@@ -28,7 +27,7 @@ __all__ = [
     'TrainRun', 'setup_run', 'resume_or_start', 'train_one_epoch', 'validate', 'record_epoch', 'finish_run',
 ]
 
-__getattr__ = deprecated_names(__name__, {
-    'resolve_precision': ('timm_dan.precision.accelerate_mixed_precision', accelerate_mixed_precision),
-    'create_model': ('timm_dan.training.create_train_model', create_train_model),
+__getattr__ = moved_names(__name__, {
+    'resolve_precision': 'timm_dan.precision:accelerate_mixed_precision',
+    'create_model': 'timm_dan.training:create_train_model',
 })

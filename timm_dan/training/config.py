@@ -62,8 +62,8 @@ class TrainConfig:
         False, 'decode every image once into Arrow next to the split (datasets cache), then load raw pixels: '
         'costs H*W*3 bytes of disk per image (RAF-DB aligned: 460 MB; AffectNet at native size: tens of GB)')
     model: str = _model('dan_resnet18', 'timm name, name.tag, local-dir:DIR or hf-hub:ID')
-    pretrained: bool = _model(False, 'start from the full DAN weights of model (fine-tuning); always so for '
-                              'local-dir: and hf-hub: names')
+    pretrained: bool = _model(False, 'start from the full DAN weights of model (fine-tuning), e.g. a local-dir: '
+                              'or hf-hub: folder')
     backbone_pretrained: Optional[str] = _model(None, "'timm' (ImageNet weights) or a local trunk file "
                                                 '(MS-Celeb-1M)')
     num_classes: int = _model(7)

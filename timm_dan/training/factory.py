@@ -4,33 +4,30 @@ import timm
 import torch
 import torch.nn as nn
 
+from .._deprecation import moved_names
 from ..losses import DANLoss
 from ..models.pretrained import load_pretrained
-from ._deprecated import deprecated_names
 from .config import ConfigError, TrainConfig
 
 __all__ = ['create_train_model', 'create_loss', 'create_optimizer', 'create_scheduler', 'split_batch_size']
 
-_WEIGHTS_PREFIXES = ('local-dir:', 'hf-hub:')
-
-
 def create_train_model(cfg: TrainConfig) -> nn.Module:
     """The DAN of `cfg.model` with `cfg.num_classes` outputs, to train.
 
-    `cfg.pretrained` and the `local-dir:` / `hf-hub:` names (which name trained weights) start from the model's
-    full weights (fine-tuning), loaded by `load_pretrained` (one clear error for missing Hub weights);
-    `cfg.backbone_pretrained` starts a `dan_*` architecture from trunk weights only.
+    `cfg.pretrained` starts from the full weights of `cfg.model` (fine-tuning; a registered tag, `local-dir:` or
+    `hf-hub:` name), loaded by `load_pretrained` (one clear error for missing Hub weights); without it the
+    architecture starts afresh, as in `timm.create_model`. `cfg.backbone_pretrained` starts a `dan_*`
+    architecture from trunk weights only.
     """
     kwargs = dict(num_classes=cfg.num_classes, drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate)
-    names_weights = cfg.model.startswith(_WEIGHTS_PREFIXES)
     is_dan = cfg.model.split(':')[-1].split('.')[0].split('/')[-1].startswith('dan_')
-    if is_dan and not names_weights:
+    if is_dan and not cfg.model.startswith(('local-dir:', 'hf-hub:')):
         kwargs['num_heads'] = cfg.num_heads
         if cfg.backbone_pretrained and not cfg.pretrained:
             kwargs['backbone_pretrained'] = True if cfg.backbone_pretrained == 'timm' else cfg.backbone_pretrained
     elif cfg.backbone_pretrained:
         raise ConfigError(f'backbone_pretrained applies to a dan_* architecture name, not to {cfg.model!r}')
-    if cfg.pretrained or names_weights:
+    if cfg.pretrained:
         model = load_pretrained(cfg.model, **kwargs)
     else:
         model = timm.create_model(cfg.model, **kwargs)
@@ -90,4 +87,4 @@ def split_batch_size(cfg: TrainConfig, num_processes: int) -> tuple[int, int]:
     return micro, parts
 
 
-__getattr__ = deprecated_names(__name__, {'create_model': ('timm_dan.training.create_train_model', create_train_model)})
+__getattr__ = moved_names(__name__, {'create_model': 'timm_dan.training:create_train_model'})
