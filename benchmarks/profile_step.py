@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
 
 import timm_dan  # noqa: E402
-from benchmarks.reference import ReferenceDAN  # noqa: E402
+from tests.reference_dan import ReferenceDAN  # noqa: E402
 
 
 def labelled(fn, name: str):

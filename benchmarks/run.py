@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # import timm_dan and benchmarks/ from this checkout
+sys.path.insert(0, str(ROOT))  # import timm_dan, benchmarks/ and tests/ from this checkout
 
 import timm  # noqa: E402
 import torch  # noqa: E402
@@ -33,7 +33,7 @@ import torch.nn.functional as F  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 
 import timm_dan  # noqa: E402
-from benchmarks.reference import ReferenceDAN  # noqa: E402
+from tests.reference_dan import ReferenceDAN  # noqa: E402
 from timm_dan import DANLossParts  # noqa: E402
 from timm_dan.inference import FERPredictor, export_onnx, fold_batchnorms  # noqa: E402
 from timm_dan.training import DANTrainModule, TrainStep, resolve_channels_last, resolve_precision  # noqa: E402
