@@ -10,7 +10,8 @@ from accelerate import Accelerator
 
 import timm_dan
 from tests.reference_dan import ReferenceDAN
-from timm_dan.training import DANTrainModule, TrainStep, resolve_channels_last, resolve_precision
+from timm_dan.precision import accelerate_mixed_precision
+from timm_dan.training import DANTrainModule, TrainStep, resolve_channels_last
 from timm_dan.training.config import TrainConfig
 from timm_dan.training.factory import create_loss, create_model, create_optimizer
 
@@ -43,7 +44,7 @@ def default_train_config(**overrides) -> TrainConfig:
 
 def train_accelerator(cfg: TrainConfig, device: str) -> Accelerator:
     """The Accelerator exactly as train.py builds it (precision resolved at run time, optional inductor)."""
-    return Accelerator(mixed_precision=resolve_precision(cfg.precision), cpu=device == 'cpu',
+    return Accelerator(mixed_precision=accelerate_mixed_precision(cfg.precision), cpu=device == 'cpu',
                        dynamo_backend='inductor' if cfg.compile else None)
 
 
