@@ -1,5 +1,6 @@
 """What the sections time: the reference DAN and ours holding the same weights, and training steps set up as
-train.py sets them up (ours) or as plainly as the paper's code would (the reference)."""
+train.py sets them up (ours) or as plainly as the paper's code would (the reference), or with plain
+`torch.autocast` and no Accelerate (each lever alone)."""
 from collections.abc import Callable
 from typing import Optional
 
@@ -86,4 +87,24 @@ def reference_train_step(images: torch.Tensor, labels: torch.Tensor, cfg: TrainC
         loss.backward()
         optimizer.step()
         return loss.detach()
+    return step
+
+
+def plain_train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, channels_last: bool,
+                     bf16: bool, compile_model: bool = False) -> Callable[[], object]:
+    """One training step of `model` (ours or the reference) with DANLoss and train.py's SGD settings."""
+    loss_fn = timm_dan.DANLoss(NUM_CLASSES)
+    optimizer = create_optimizer(default_train_config(), model, loss_fn)
+    model.train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    forward = torch.compile(model.forward_train) if compile_model else model.forward_train
+
+    def step():
+        with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):
+            loss = loss_fn(forward(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
     return step

@@ -8,34 +8,11 @@ from pathlib import Path
 
 import timm
 import torch
-import torch.nn as nn
 
-import timm_dan
-from benchmarks.contenders import NUM_CLASSES, default_train_config, random_batch, reference_and_ours
+from benchmarks.contenders import NUM_CLASSES, plain_train_step, random_batch, reference_and_ours
 from benchmarks.harness import interleaved_medians
 from tests.reference_dan import ReferenceDAN
 from timm_dan.inference import FERPredictor, export_onnx, fold_batchnorms
-from timm_dan.training.factory import create_optimizer
-
-
-def plain_train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, channels_last: bool,
-                     bf16: bool, compile_model: bool = False) -> Callable[[], object]:
-    """One training step of `model` (ours or the reference) with DANLoss and train.py's SGD settings."""
-    loss_fn = timm_dan.DANLoss(NUM_CLASSES)
-    optimizer = create_optimizer(default_train_config(), model, loss_fn)
-    model.train()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-        images = images.contiguous(memory_format=torch.channels_last)
-    forward = torch.compile(model.forward_train) if compile_model else model.forward_train
-
-    def step():
-        with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):
-            loss = loss_fn(forward(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
 
 
 def autocast_runner(runner: Callable) -> Callable:
