@@ -1,32 +1,24 @@
 """Per-image inference latency of DAN: eager PyTorch vs onnxruntime, side by side in one run.
 
-Random weights (latency does not depend on them), no downloads. Example:
+Random weights (latency does not depend on them), no downloads. The runners take turns (interleaved rounds,
+medians: `benchmarks/harness.py`). Example:
     OMP_NUM_THREADS=2 python benchmarks/inference_latency.py --model dan_resnet18 --batch-sizes 1 32
 """
 import argparse
 import copy
+import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-import timm
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import timm_dan  # noqa: F401  (registers the dan_* models)
-from timm_dan.inference import export_onnx
+import numpy as np  # noqa: E402
+import timm  # noqa: E402
+import torch  # noqa: E402
 
-
-def per_image_ms(fn, batch: np.ndarray, repeats: int, warmup: int = 2) -> float:
-    """Median over `repeats` calls of one batch, divided by the batch size."""
-    for _ in range(warmup):
-        fn(batch)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(batch)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) / len(batch) * 1000.
+import timm_dan  # noqa: F401, E402  (registers the dan_* models)
+from benchmarks.harness import interleaved_medians  # noqa: E402
+from timm_dan.inference import export_onnx  # noqa: E402
 
 
 def torch_fn(model: torch.nn.Module, channels_last: bool = False, bf16: bool = False):
@@ -44,7 +36,7 @@ def main() -> None:
     parser.add_argument('--model', default='dan_resnet18')
     parser.add_argument('--img-size', type=int, default=224)
     parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 32])
-    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--repeats', type=int, default=5, help='interleaved rounds (x4 at batch 1)')
     parser.add_argument('--threads', type=int, default=None, help='torch and onnxruntime intra-op threads')
     parser.add_argument('--bf16', action='store_true', help='also time bf16 autocast (eager)')
     args = parser.parse_args()
@@ -76,11 +68,14 @@ def main() -> None:
               f'ONNX parity max abs diff {report.max_abs_diff:.2e}')
         print(f'{"runner":<44}' + ''.join(f'{"batch " + str(b):>14}' for b in args.batch_sizes) + '   (ms/image)')
         rng = np.random.default_rng(0)
-        batches = {b: rng.standard_normal((b, 3, args.img_size, args.img_size), dtype=np.float32)
-                   for b in args.batch_sizes}
-        for name, fn in runners.items():
-            cells = [per_image_ms(fn, batches[b], args.repeats if b > 1 else args.repeats * 4)
-                     for b in args.batch_sizes]
+        ms = {name: [] for name in runners}
+        for b in args.batch_sizes:  # per image: the median call over the rounds, divided by the batch size
+            batch = rng.standard_normal((b, 3, args.img_size, args.img_size), dtype=np.float32)
+            seconds = interleaved_medians({name: (lambda fn=fn, x=batch: fn(x)) for name, fn in runners.items()},
+                                          args.repeats if b > 1 else args.repeats * 4, lambda: None)
+            for name, s in seconds.items():
+                ms[name].append(s / b * 1000.)
+        for name, cells in ms.items():
             print(f'{name:<44}' + ''.join(f'{c:14.2f}' for c in cells))
 
 

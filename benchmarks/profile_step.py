@@ -16,8 +16,8 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
 
-import timm_dan  # noqa: E402
-from benchmarks.reference import ReferenceDAN  # noqa: E402
+from benchmarks.contenders import NUM_CLASSES, plain_train_step, random_batch  # noqa: E402
+from tests.reference_dan import ReferenceDAN  # noqa: E402
 
 
 def labelled(fn, name: str):
@@ -38,39 +38,28 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.reference:
-        model, bf16, channels_last = ReferenceDAN(7), False, False
+        model, bf16, channels_last = ReferenceDAN(NUM_CLASSES), False, False
     else:
-        model, bf16, channels_last = timm.create_model('dan_resnet18', num_classes=7), args.precision == 'bf16', \
-            not args.nchw
-    x = torch.randn(args.batch_size, 3, 224, 224)
-    y = torch.randint(0, 7, (args.batch_size,))
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+        model = timm.create_model('dan_resnet18', num_classes=NUM_CLASSES)
+        bf16, channels_last = args.precision == 'bf16', not args.nchw
     heads = [m for n, m in model.named_modules() if n == 'heads' or n.startswith('cat_head')]
     for m in heads:  # the heads' forward shows as one `heads` row (their backward ops are not labelled)
         m.forward = labelled(m.forward, 'heads')
+    images, labels = random_batch(args.batch_size)
     if args.mode == 'train':
-        loss_fn = timm_dan.DANLoss(7)
-        optimizer = torch.optim.SGD([*model.parameters(), *loss_fn.parameters()], lr=0.1, momentum=0.9,
-                                    weight_decay=1e-4)
-        model.train()
-
-        def step():
-            with torch.autocast('cpu', torch.bfloat16, enabled=bf16):
-                loss = loss_fn(model.forward_train(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        step = plain_train_step(model, images, labels, channels_last, bf16)
     else:
         model.eval()
         if hasattr(model, 'reparameterize'):
             model.reparameterize()
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+            images = images.contiguous(memory_format=torch.channels_last)
 
         @torch.inference_mode()
         def step():
             with torch.autocast('cpu', torch.bfloat16, enabled=bf16):
-                model(x)
+                model(images)
     for _ in range(2):
         step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:

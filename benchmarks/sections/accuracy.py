@@ -1,0 +1,37 @@
+"""bf16 accuracy: train.py on the synthetic faces, the default precision vs fp32, same seed."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks.harness import ROOT
+
+
+def run(args: argparse.Namespace, results: dict) -> None:
+    """train.py's synthetic demo recipe (8 classes, 64x64), as shipped (10 epochs of 4000 images, >= 90 %);
+    `--quick` shortens it to 2 epochs of 1200 images, a smoke run that stays near chance (12.5 %)."""
+    accuracy = {}
+    quick = ['--dataset-options', json.dumps({'num_samples': 1200, 'num_validation_samples': 600, 'image_size': 64,
+                                              'num_classes': 8, 'seed': 0}), '--epochs', '2'] if args.quick else []
+    for precision in ('auto', 'fp32'):
+        with tempfile.TemporaryDirectory() as tmp:
+            command = [
+                sys.executable, str(ROOT / 'train_scripts' / 'train.py'),
+                '--config', str(ROOT / 'train_scripts' / 'configs' / 'synthetic.yaml'), *quick,
+                '--precision', precision, '--output-dir', tmp, '--num-workers', '0',
+            ]
+            env = dict(os.environ, HF_HOME=str(Path(tmp) / 'hf'), HF_HUB_OFFLINE='1',
+                       PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
+            done = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f'train.py --precision {precision} failed:\n{done.stderr[-3000:]}')
+            summary = json.loads((Path(tmp) / 'results.json').read_text())
+            accuracy[precision] = 100 * summary['validation']['accuracy']
+    if accuracy['fp32'] < 25:
+        print(f'warning: the fp32 run reached {accuracy["fp32"]:.1f} % (chance 12.5 %): too short to compare '
+              f'precisions; run without --quick', file=sys.stderr)
+    results['accuracy_percent'] = accuracy
+    results['bf16_accuracy_delta'] = accuracy['auto'] - accuracy['fp32']

@@ -1,0 +1,26 @@
+"""The heads alone: batched (ours) vs the per-head loop (the reference), forward + backward, fp32."""
+import argparse
+
+import torch
+
+from benchmarks.contenders import reference_and_ours
+from benchmarks.harness import device_sync, interleaved_medians, step_flops
+
+
+def run(args: argparse.Namespace, results: dict) -> None:
+    reference, ours = reference_and_ours()
+    device = torch.device(args.device)
+    heads_ours = ours.heads.to(device).train()
+    reference = reference.to(device).train()
+    features = torch.randn(args.batch_size, 512, 7, 7, device=device, requires_grad=True)
+
+    def run_ours():
+        heads_ours(features).sum().backward()
+
+    def run_loop():
+        reference.forward_heads(features).sum().backward()
+    seconds = interleaved_medians({'loop': run_loop, 'ours': run_ours}, args.rounds * 2, device_sync(device))
+    results['heads_images_per_s'] = {k: args.batch_size / v for k, v in seconds.items()}
+    flops = step_flops(run_loop)  # the same convolutions and matmuls in both
+    results['heads_gflop_per_s'] = {k: flops / v / 1e9 for k, v in seconds.items()}
+    results['heads_over_loop'] = seconds['loop'] / seconds['ours']
