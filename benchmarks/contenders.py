@@ -14,7 +14,7 @@ from tests.reference_dan import ReferenceDAN
 from timm_dan.precision import accelerate_mixed_precision
 from timm_dan.training import DANTrainModule, TrainStep, resolve_channels_last
 from timm_dan.training.config import TrainConfig
-from timm_dan.training.factory import create_loss, create_model, create_optimizer
+from timm_dan.training.factory import create_loss, create_optimizer, create_train_model
 
 NUM_CLASSES = 7
 
@@ -51,7 +51,7 @@ def train_accelerator(cfg: TrainConfig, device: str) -> Accelerator:
 
 def our_dan_module(cfg: TrainConfig) -> DANTrainModule:
     """Our DAN and its DANLoss, built by train.py's factories."""
-    model = create_model(cfg)
+    model = create_train_model(cfg)
     return DANTrainModule(model, create_loss(cfg, model))
 
 
