@@ -24,12 +24,13 @@ from .loader import (
     pixels_to_tensor,
     prepare_dataset,
 )
+from .recipes import RECIPES, TRAIN_RECIPES, Recipe, get_recipe
 from .registry import FER_DATASETS, FERDatasetInfo
-from .transforms import RECIPES, create_transform
+from .transforms import create_transform
 
 __all__ = [
     'load_fer_dataset', 'FER_DATASETS', 'FERDatasetInfo', 'FERReport', 'BadImagesError', 'SYNTHETIC_DEFAULTS',
-    'LABELS', 'canonical_names', 'create_transform', 'RECIPES', 'prepare_dataset', 'BatchCollate',
-    'DeviceNormalize', 'FERBatch', 'decode_image_uint8', 'decode_to_arrow', 'pixels_to_tensor', 'fer_collate',
-    'ClassBalancedSampler',
+    'LABELS', 'canonical_names', 'create_transform', 'RECIPES', 'TRAIN_RECIPES', 'Recipe', 'get_recipe',
+    'prepare_dataset', 'BatchCollate', 'DeviceNormalize', 'FERBatch', 'decode_image_uint8', 'decode_to_arrow',
+    'pixels_to_tensor', 'fer_collate', 'ClassBalancedSampler',
 ]
