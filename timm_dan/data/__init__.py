@@ -12,10 +12,10 @@ normalise on the device (same augmentations):
                         collate_fn=BatchCollate(data_config, 'rafdb', is_training=True))   # uint8 FERBatch
     for images, labels in map(DeviceNormalize(data_config, 'cuda'), loader): ...
 """
-from .api import SYNTHETIC_DEFAULTS, load_fer_dataset
+from ..labels import LABELS, canonical_names
+from .api import load_fer_dataset
 from .batched import BatchCollate, DeviceNormalize, FERBatch
 from .builder import BadImagesError, FERReport
-from .labels import LABELS, canonical_names
 from .loader import (
     ClassBalancedSampler,
     decode_image_uint8,
@@ -25,7 +25,7 @@ from .loader import (
     prepare_dataset,
 )
 from .recipes import RECIPES, TRAIN_RECIPES, Recipe, get_recipe
-from .registry import FER_DATASETS, FERDatasetInfo
+from .registry import FER_DATASETS, SYNTHETIC_DEFAULTS, FERDatasetInfo
 from .transforms import create_transform
 
 __all__ = [
