@@ -255,9 +255,17 @@ def test_sfew_mixed_case_and_synonym_folders(sfew, tmp_path):
     assert report.dropped['train'] == {'not an image file (Angry)': 1}
 
 
+def test_sfew_contempt_folder_is_dropped_and_counted(sfew, tmp_path):
+    for i in range(2):  # some circulating copies carry an eighth class folder
+        _image(sfew / 'Train' / 'Contempt' / f'c_{i}.png', (8, 8))
+    ds, report = _load('sfew', sfew, tmp_path)
+    assert ds['train'].num_rows == 4 and CONTEMPT not in ds['train']['label']
+    assert report.dropped['train'] == {'not an image file (Angry)': 1, 'Contempt (num_classes=7)': 2}
+
+
 def test_sfew_unknown_folder_and_missing_split(sfew, tmp_path):
     (sfew / 'Val' / 'Bored').mkdir()
-    with pytest.raises(ValueError, match="unknown class folder 'Bored'"):
+    with pytest.raises(ValueError, match=r"Val/Bored: unknown class folder 'Bored'; expected one of Angry, Disgust"):
         _load('sfew', sfew, tmp_path)
     (sfew / 'Val' / 'Bored').rmdir()
     (sfew / 'Val').rename(sfew / 'Test')

@@ -1,4 +1,5 @@
-"""The DAN recipes' transforms: shapes, dtype, determinism under a seed, recipe parameters."""
+"""The DAN recipes' transforms: shapes, dtype, determinism under a seed, recipe parameters (what the ops draw is
+measured in tests/test_data_recipes.py)."""
 import pytest
 import torch
 from torchvision.transforms import v2

@@ -12,10 +12,10 @@ normalise on the device (same augmentations):
                         collate_fn=BatchCollate(data_config, 'rafdb', is_training=True))   # uint8 FERBatch
     for images, labels in map(DeviceNormalize(data_config, 'cuda'), loader): ...
 """
-from .api import SYNTHETIC_DEFAULTS, load_fer_dataset
+from ..labels import LABELS, canonical_names
+from .api import load_fer_dataset
 from .batched import BatchCollate, DeviceNormalize, FERBatch
 from .builder import BadImagesError, FERReport
-from .labels import LABELS, canonical_names
 from .loader import (
     ClassBalancedSampler,
     decode_image_uint8,
@@ -24,12 +24,13 @@ from .loader import (
     pixels_to_tensor,
     prepare_dataset,
 )
-from .registry import FER_DATASETS, FERDatasetInfo
-from .transforms import RECIPES, create_transform
+from .recipes import RECIPES, TRAIN_RECIPES, Recipe, get_recipe
+from .registry import FER_DATASETS, SYNTHETIC_DEFAULTS, FERDatasetInfo
+from .transforms import create_transform
 
 __all__ = [
     'load_fer_dataset', 'FER_DATASETS', 'FERDatasetInfo', 'FERReport', 'BadImagesError', 'SYNTHETIC_DEFAULTS',
-    'LABELS', 'canonical_names', 'create_transform', 'RECIPES', 'prepare_dataset', 'BatchCollate',
-    'DeviceNormalize', 'FERBatch', 'decode_image_uint8', 'decode_to_arrow', 'pixels_to_tensor', 'fer_collate',
-    'ClassBalancedSampler',
+    'LABELS', 'canonical_names', 'create_transform', 'RECIPES', 'TRAIN_RECIPES', 'Recipe', 'get_recipe',
+    'prepare_dataset', 'BatchCollate', 'DeviceNormalize', 'FERBatch', 'decode_image_uint8', 'decode_to_arrow',
+    'pixels_to_tensor', 'fer_collate', 'ClassBalancedSampler',
 ]

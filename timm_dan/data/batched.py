@@ -19,24 +19,13 @@ from typing import Any, NamedTuple, Optional, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from .transforms import _INTERPOLATION, RECIPES, _input_hw
+from .recipes import Affine, Recipe, RotateCrop, get_recipe, input_hw, interpolation_mode
 
 __all__ = ['BatchCollate', 'DeviceNormalize', 'FERBatch']
 
-# recipe -> (probability of the geometric augmentation, RandomErasing scale); RandomErasing p=0.5, value 0
-_RECIPE_PARAMS = {
-    'rafdb': (0.2, (0.02, 0.25)),
-    'affectnet': (0.7, (0.02, 0.33)),
-    'sfew': (0.5, None),
-    'synthetic': (0.0, None),
-}
-_ERASE_RATIO = (0.3, 3.3)
-_ERASE_TRIES = 10
-_MODES = {v2.InterpolationMode.NEAREST: 'nearest', v2.InterpolationMode.BILINEAR: 'bilinear',
-          v2.InterpolationMode.BICUBIC: 'bicubic'}
+_ERASE_TRIES = 10  # torchvision's RandomErasing tries this many rectangles for one that fits
 
 Rectangle = tuple[int, int, int, int, int]  # sample, top, left, height, width
 
@@ -60,17 +49,14 @@ class BatchCollate:
     """
 
     def __init__(self, data_config: Mapping[str, Any], recipe: Optional[str] = None, is_training: bool = False):
-        recipe = recipe or 'synthetic'
-        if recipe not in RECIPES:
-            raise ValueError(f'unknown transform recipe {recipe!r}; choose one of {RECIPES}')
-        self.size = _input_hw(data_config)
-        self.interpolation = _INTERPOLATION.get(data_config.get('interpolation', 'bilinear'),
-                                                v2.InterpolationMode.BILINEAR)
-        self.recipe = recipe
+        self.recipe: Recipe = get_recipe(recipe)
+        self.size = input_hw(data_config)
+        self.interpolation = interpolation_mode(data_config)
         self.is_training = is_training
-        self.geometric_p, self.erase_scale = _RECIPE_PARAMS[recipe] if is_training else (0.0, None)
-        self.affine = v2.RandomAffine(degrees=20, translate=(0.2, 0.2), scale=(0.8, 1.0),
-                                      interpolation=self.interpolation)
+        self.geometric_p = self.recipe.geometric_p if is_training and self.recipe.geometric is not None else 0.0
+        self.erasing = self.recipe.erasing if is_training else None
+        if isinstance(self.recipe.geometric, Affine):
+            self.affine = self.recipe.geometric.transform(self.interpolation)
 
     def __call__(self, batch: Sequence[Mapping[str, Any]]) -> FERBatch:
         labels = torch.as_tensor([example['label'] for example in batch], dtype=torch.long)
@@ -89,17 +75,19 @@ class BatchCollate:
                 images[i] = self._geometric(images[i])
         x = self._resize(images)
         if self.is_training:
-            for i in (torch.rand(x.shape[0]) < 0.5).nonzero().flatten().tolist():
+            for i in (torch.rand(x.shape[0]) < self.recipe.flip_p).nonzero().flatten().tolist():
                 x[i] = x[i].flip(-1)
-        return x, self._erase_rectangles(x.shape) if self.erase_scale is not None else ()
+        return x, self._erase_rectangles(x.shape) if self.erasing is not None else ()
 
     def _geometric(self, image: torch.Tensor) -> torch.Tensor:
         """The recipe's rotation/crop or affine, on one image at its native size (sizes relative to 224 px)."""
-        if self.recipe != 'rafdb':
+        geometric = self.recipe.geometric
+        if not isinstance(geometric, RotateCrop):
             return self.affine(image)
         h, w = image.shape[-2:]
-        image = TF.rotate(image, float(torch.empty(()).uniform_(-20, 20)), interpolation=self.interpolation)
-        pad = round(32 * h / 224)
+        angle = float(torch.empty(()).uniform_(-geometric.degrees, geometric.degrees))
+        image = TF.rotate(image, angle, interpolation=self.interpolation)
+        pad = geometric.padding_at(h)
         top, left = torch.randint(0, 2 * pad + 1, (2,)).tolist()
         return TF.pad(image, [pad])[..., top:top + h, left:left + w]
 
@@ -113,19 +101,20 @@ class BatchCollate:
         x = x.contiguous(memory_format=torch.channels_last)
         if tuple(x.shape[-2:]) == self.size:
             return x
-        return F.interpolate(x, size=self.size, mode=_MODES[self.interpolation], antialias=True, align_corners=False)
+        return F.interpolate(x, size=self.size, mode=self.interpolation.value, antialias=True, align_corners=False)
 
     def _erase_rectangles(self, shape: torch.Size) -> tuple[Rectangle, ...]:
-        """RandomErasing(p=0.5, scale, ratio=(0.3, 3.3), value=0) per sample, the torchvision rules, vectorised."""
+        """The recipe's RandomErasing(p, scale, ratio, value=0) per sample, the torchvision rules, vectorised."""
         b, _, h, w = shape
-        area = h * w * torch.empty(b, _ERASE_TRIES).uniform_(*self.erase_scale)
-        log_ratio = torch.log(torch.tensor(_ERASE_RATIO))
+        erasing = self.erasing
+        area = h * w * torch.empty(b, _ERASE_TRIES).uniform_(*erasing.scale)
+        log_ratio = torch.log(torch.tensor(erasing.ratio))
         ratio = torch.exp(torch.empty(b, _ERASE_TRIES).uniform_(log_ratio[0].item(), log_ratio[1].item()))
         eh = torch.sqrt(area * ratio).round().long()
         ew = torch.sqrt(area / ratio).round().long()
         fits = (eh < h) & (ew < w)
         first = fits.int().argmax(1)  # the first try that fits, as torchvision takes it
-        chosen = (torch.rand(b) < 0.5) & fits.any(1)
+        chosen = (torch.rand(b) < erasing.p) & fits.any(1)
         rows = torch.arange(b)
         eh, ew = eh[rows, first], ew[rows, first]
         top = (torch.rand(b) * (h - eh + 1)).long()

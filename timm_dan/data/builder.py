@@ -24,7 +24,7 @@ import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 from PIL import Image as PILImage
 
-from .labels import canonical_names
+from ..labels import canonical_names
 
 __all__ = ['SourceScan', 'FERReport', 'BadImagesError', 'build_dataset', 'layout_error']
 

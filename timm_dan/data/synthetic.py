@@ -23,6 +23,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from ..labels import canonical_names
+
 __all__ = ['AUS', 'PROTOTYPES', 'draw_faces', 'generate_examples']
 
 AUS = ('AU1', 'AU2', 'AU4', 'AU5', 'AU6', 'AU7', 'AU9', 'AU12', 'AU14', 'AU15', 'AU16', 'AU20', 'AU23', 'AU26')
@@ -250,8 +252,6 @@ def draw_faces(labels: np.ndarray, image_size: int, rng: np.random.Generator,
 def generate_examples(num_samples: int, image_size: int, num_classes: int, seed: int,
                       split_index: int = 0) -> Iterator[dict]:
     """Examples for `datasets.Dataset.from_generator`: balanced classes, deterministic by (seed, split_index)."""
-    from .labels import canonical_names
-
     names = canonical_names(num_classes)
     rng = np.random.default_rng(np.random.SeedSequence([seed, split_index]))
     labels = rng.permutation(np.arange(num_samples) % num_classes)

@@ -6,6 +6,8 @@ from typing import Any, Optional, Union
 
 from huggingface_hub import EvalResult, ModelCardData
 
+from ..data.registry import CARD_ENTRIES, CardEntry
+
 CODE_URL = 'https://github.com/yaoing/DAN'
 PAPER_URL = 'https://arxiv.org/abs/2109.07270'
 CARD_TAGS = ('image-classification', 'facial-expression-recognition', 'timm', 'dan')
@@ -17,47 +19,16 @@ CITATION = """@article{wen2023distract,
   note={arXiv:2109.07270}
 }"""
 
-_NON_COMMERCIAL = 'Licensed for non-commercial research only; the images may not be redistributed.'
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a card says about a training/evaluation data set."""
-    name: str  # display name
-    hub_id: str  # identifier for the card's `datasets:` front matter
-    eval_split: str  # the split results are reported on
-    faces: str  # what face crops the model trained on expects
-    license: str
-    url: str = ''
-    config: Optional[str] = None  # model-index dataset config, tells apart e.g. AffectNet's 7- and 8-class tasks
-
+DatasetInfo = CardEntry
+"""What a card says about a training/evaluation data set (declared with each data set's source file)."""
 
 DATASETS: dict[str, DatasetInfo] = {
-    'rafdb': DatasetInfo(
-        'RAF-DB (basic, 7 classes)', 'raf-db', 'test',
-        'tightly aligned face crops (RAF-DB ships 100x100 faces aligned on the eyes, upsampled to 224x224); '
-        'detect and align faces the same way before prediction', _NON_COMMERCIAL, 'http://www.whdeng.cn/raf/model1.html'),
-    'affectnet7': DatasetInfo(
-        'AffectNet (7 classes)', 'affectnet', 'validation',
-        'loose, unaligned face crops of web photos (AffectNet\'s face boxes), resized to 224x224',
-        _NON_COMMERCIAL, 'http://mohammadmahoor.com/affectnet/', '7-class'),
-    'affectnet8': DatasetInfo(
-        'AffectNet (8 classes)', 'affectnet', 'validation',
-        'loose, unaligned face crops of web photos (AffectNet\'s face boxes), resized to 224x224',
-        _NON_COMMERCIAL, 'http://mohammadmahoor.com/affectnet/', '8-class'),
-    'fer2013': DatasetInfo(
-        'FER2013', 'fer2013', 'test', '48x48 grayscale face crops (replicated to 3 channels), upsampled',
-        _NON_COMMERCIAL),
-    'ferplus': DatasetInfo(
-        'FERPlus', 'ferplus', 'test', '48x48 grayscale face crops (FER2013 images), upsampled', _NON_COMMERCIAL),
-    'sfew': DatasetInfo(
-        'SFEW 2.0', 'sfew', 'validation', 'faces detected and cropped from film frames', _NON_COMMERCIAL),
-    'expw': DatasetInfo(
-        'ExpW', 'expw', 'test', 'faces cropped from web images with the data set\'s boxes', _NON_COMMERCIAL),
+    **CARD_ENTRIES,
     'ms-celeb-1m': DatasetInfo(
         'MS-Celeb-1M', 'ms-celeb-1m', 'n/a', 'face-recognition crops of celebrities',
         'Withdrawn by Microsoft in 2019; it was released for non-commercial research only.'),
 }
+"""Card entries by key: the FER data sets' (`timm_dan.data.registry.CARD_ENTRIES`) and the backbone's MS-Celeb-1M."""
 
 METRIC_NAMES = {
     'accuracy': 'Top-1 accuracy (%)',

@@ -3,6 +3,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from ...labels import LabelMap
+
 T = TypeVar('T')
 
 
@@ -20,3 +22,8 @@ def code(text: str, path: Path, line: int, valid: Sequence[int], meaning: str) -
     if value not in valid:
         raise ValueError(f'{path}:{line}: unknown label code {value} (valid: {min(valid)}..{max(valid)} = {meaning})')
     return value
+
+
+def label_code(text: str, path: Path, line: int, labels: LabelMap) -> int:
+    """A label code of `labels`' source (its `codes`, named in the error by its native class names)."""
+    return code(text, path, line, labels.codes, ', '.join(labels.native))

@@ -7,9 +7,10 @@ from typing import Any, Optional
 import numpy as np
 from datasets import Sequence, Value
 
+from ...labels import AFFECTNET
 from ..builder import SourceScan, layout_error, list_images
-from ..labels import LABELS
 from ._parse import code, parse
+from .base import NON_COMMERCIAL, CardEntry, FERDatasetInfo, FERSource
 
 FULL_LISTS = 'Manually_Annotated_file_lists'
 FULL_IMAGES = 'Manually_Annotated_Images'
@@ -18,7 +19,7 @@ COMPACT = {'train': 'train_set', 'validation': 'val_set'}
 COLUMNS = ('subDirectory_filePath', 'face_x', 'face_y', 'face_width', 'face_height', 'facial_landmarks',
            'expression', 'valence', 'arousal')
 CODES = range(11)
-MEANING = ', '.join(LABELS) + ', none, uncertain, no-face'
+MEANING = ', '.join(AFFECTNET.native) + ', none, uncertain, no-face'
 NON_EMOTION = {8: 'code 8 (none)', 9: 'code 9 (uncertain)', 10: 'code 10 (no-face)'}
 
 FEATURES = {
@@ -36,7 +37,7 @@ def _keep(native: int, num_classes: int, dropped: Counter) -> bool:
         dropped[NON_EMOTION[native]] += 1
         return False
     if native >= num_classes:
-        dropped[f'{LABELS[native]} (num_classes={num_classes})'] += 1
+        dropped[f'{AFFECTNET.native[native]} (num_classes={num_classes})'] += 1
         return False
     return True
 
@@ -71,7 +72,8 @@ def _scan_full(root: Path, num_classes: int) -> SourceScan:
                 box = [parse(int, v, path, line_no, f'an integer {c}') for v, c in zip(row[1:5], COLUMNS[1:5],
                                                                                          strict=True)]
                 records.append({
-                    'path': str(image_root / row[0]), 'file': row[0], 'label': native, 'source_label': native,
+                    'path': str(image_root / row[0]), 'file': row[0], 'source_label': native,
+                    'label': AFFECTNET.canonical(native),
                     'bbox': box, 'landmarks': _landmarks(row[5], path, line_no),
                     'valence': parse(float, row[7], path, line_no, 'a number (valence)'),
                     'arousal': parse(float, row[8], path, line_no, 'a number (arousal)'),
@@ -121,7 +123,7 @@ def _scan_compact(root: Path, num_classes: int) -> SourceScan:
                 continue
             record: dict[str, Any] = {
                 'path': str(by_stem.get(key, images_dir / f'{key}.jpg')), 'file': f'{name}/images/{key}.jpg',
-                'label': native, 'source_label': native, 'bbox': None,
+                'label': AFFECTNET.canonical(native), 'source_label': native, 'bbox': None,
             }
             for column, suffix in (('valence', 'val'), ('arousal', 'aro'), ('landmarks', 'lnd')):
                 extra = annotations / f'{key}_{suffix}.npy'
@@ -134,7 +136,7 @@ def _scan_compact(root: Path, num_classes: int) -> SourceScan:
     return SourceScan(splits=splits, features=FEATURES, label_files=[], stat_files=files, dropped=dropped)
 
 
-def scan(root: Path, num_classes: int = 8) -> SourceScan:
+def scan(root: Path, num_classes: int) -> SourceScan:
     """Detect the release: `Manually_Annotated_file_lists/` (full) or `train_set/` + `val_set/` (compact)."""
     if num_classes not in (7, 8):
         raise ValueError(f'affectnet: num_classes must be 7 or 8, got {num_classes}')
@@ -143,3 +145,30 @@ def scan(root: Path, num_classes: int = 8) -> SourceScan:
     if (root / COMPACT['train']).is_dir() or (root / COMPACT['validation']).is_dir():
         return _scan_compact(root, num_classes)
     raise layout_error(root / FULL_LISTS, 'affectnet')
+
+
+_FACES = 'loose, unaligned face crops of web photos (AffectNet\'s face boxes), resized to 224x224'
+SOURCE = FERSource(
+    info=FERDatasetInfo(
+        name='affectnet', title='AffectNet (manually annotated)', splits=('train', 'validation'), num_classes=(7, 8),
+        layout=(
+            'DATA_DIR/ holding either the full release\n'
+            '  Manually_Annotated_file_lists/training.csv, validation.csv   (subDirectory_filePath, face_x, face_y,\n'
+            '      face_width, face_height, facial_landmarks, expression, valence, arousal)\n'
+            '  Manually_Annotated_Images/<subDirectory_filePath>\n'
+            'or the compact release\n'
+            '  train_set/images/N.jpg, train_set/annotations/N_exp.npy (+ N_val.npy, N_aro.npy, N_lnd.npy)\n'
+            '  val_set/images/N.jpg,   val_set/annotations/N_exp.npy   ...\n'
+            'expression codes 0..7 = neutral, happy, sad, surprise, fear, disgust, anger, contempt;\n'
+            '8, 9, 10 (none, uncertain, no-face) are dropped'
+        ),
+        citation=('Mollahosseini, Hasani, Mahoor. AffectNet: A Database for Facial Expression, Valence, and Arousal '
+                  'Computing in the Wild. IEEE Trans. Affective Computing 10(1), 2019.'),
+    ),
+    defaults={'num_classes': 8}, scan=scan, label_map=AFFECTNET,
+    cards={  # the 7- and 8-class tasks: one release, two model-index configs
+        f'affectnet{k}': CardEntry(f'AffectNet ({k} classes)', 'affectnet', 'validation', _FACES, NON_COMMERCIAL,
+                                   'http://mohammadmahoor.com/affectnet/', f'{k}-class')
+        for k in (7, 8)
+    },
+)

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 from datasets import Sequence, Value
 
+from ...labels import EXPW
 from ..builder import SourceScan, layout_error
-from ..labels import FER2013_TO_CANONICAL
-from ._parse import code, parse
-from .fer2013 import MEANING
+from ._parse import label_code, parse
+from .base import NON_COMMERCIAL, CardEntry, FERDatasetInfo, FERSource
 
 LABEL_FILE = 'label/label.lst'
 IMAGE_DIR = 'image/origin'
@@ -29,7 +29,7 @@ def stratified_split(labels: list[int], fractions: tuple[float, ...], seed: int)
     return assignment.tolist()
 
 
-def scan(root: Path, seed: int = 0, split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> SourceScan:
+def scan(root: Path, seed: int, split_fractions: tuple[float, float, float]) -> SourceScan:
     label_file, image_dir = root / LABEL_FILE, root / IMAGE_DIR
     for path in (label_file, image_dir):
         if not path.exists():
@@ -46,10 +46,10 @@ def scan(root: Path, seed: int = 0, split_fractions: tuple[float, float, float] 
                              f'expression", got {line!r}')
         top, left, right, bottom = (parse(int, v, label_file, line_no, 'an integer box coordinate')
                                     for v in parts[2:6])
-        native = code(parts[7], label_file, line_no, range(7), MEANING)
+        native = label_code(parts[7], label_file, line_no, EXPW)
         records.append({
             'path': str(image_dir / parts[0]), 'file': f'{parts[0]}#{parts[1]}', 'source_label': native,
-            'label': FER2013_TO_CANONICAL[native], 'bbox': [left, top, right - left, bottom - top],
+            'label': EXPW.canonical(native), 'bbox': [left, top, right - left, bottom - top],
             'confidence': parse(float, parts[6], label_file, line_no, 'a number (confidence)'),
         })
     assignment = stratified_split([r['label'] for r in records], split_fractions, seed)
@@ -58,3 +58,22 @@ def scan(root: Path, seed: int = 0, split_fractions: tuple[float, float, float] 
                 'confidence': Value('float32')}
     return SourceScan(splits=splits, features=features, label_files=[label_file],
                       dropped={s: Counter() for s in SPLITS})
+
+
+SOURCE = FERSource(
+    info=FERDatasetInfo(
+        name='expw', title='Expression in-the-Wild (ExpW)', splits=SPLITS, num_classes=(7,),
+        layout=(
+            'DATA_DIR/\n'
+            '  label/label.lst   lines "image_name face_id top left right bottom confidence expression"\n'
+            '                    (expression 0..6 = angry, disgust, fear, happy, sad, surprise, neutral)\n'
+            '  image/origin/<image_name>'
+        ),
+        citation=('Zhang, Luo, Loy, Tang. From Facial Expression Recognition to Interpersonal Relation Prediction. '
+                  'IJCV 126, 2018.'),
+    ),
+    defaults={'seed': 0, 'split_fractions': (0.8, 0.1, 0.1)}, scan=scan, label_map=EXPW,
+    cards={'expw': CardEntry(
+        'ExpW', 'expw', 'test', 'faces cropped from web images with the data set\'s boxes', NON_COMMERCIAL,
+    )},
+)
