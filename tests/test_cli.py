@@ -1,10 +1,10 @@
-"""The `timm-dan` entry point."""
+"""The `timm-dan` entry point: version, the commands it lists, errors for unknown ones."""
 import subprocess
 
 import pytest
 
 import timm_dan
-from timm_dan.cli import main
+from timm_dan.cli import COMMANDS, main
 
 
 def test_version_through_the_module_entry_point(python, subprocess_env):
@@ -12,10 +12,35 @@ def test_version_through_the_module_entry_point(python, subprocess_env):
     assert out.returncode == 0 and out.stdout.strip() == f'timm-dan {timm_dan.__version__}'
 
 
-def test_help_lists_usage(capsys):
+def test_help_lists_every_command_with_its_purpose(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(['--help'])
     assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith('usage: timm-dan [-h] [--version] COMMAND ...')
+    assert set(COMMANDS) == {'data', 'predict', 'export', 'hub'}
+    listing = ' '.join(out.split('COMMAND\n', 1)[1].split('options:')[0].split())  # argparse wraps long lines
+    for name, (_, help_text) in COMMANDS.items():
+        assert f'{name} {help_text}' in listing, listing
+
+
+@pytest.mark.parametrize('command, expected', [
+    (['data', '--help'], ['info', 'export']),
+    (['hub', '--help'], ['convert-official', 'convert-backbone', 'push', 'card']),
+    (['predict', '--help'], ['--detector', '--video', '--precision']),
+    (['export', '--help'], ['--format', '--output', '--opset']),
+])
+def test_each_command_has_its_own_options(command, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(command)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f'usage: timm-dan {command[0]} ')
+    assert all(option in out for option in expected), out
+
+
+def test_no_command_prints_help_and_exits_0(capsys):
+    assert main([]) == 0
     assert 'usage: timm-dan' in capsys.readouterr().out
 
 
@@ -23,4 +48,13 @@ def test_unknown_command_is_an_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(['no-such-command'])
     assert exit_info.value.code == 2
-    assert 'invalid choice' in capsys.readouterr().err
+    assert "invalid choice: 'no-such-command'" in capsys.readouterr().err
+
+
+def test_bad_input_inside_a_command_is_one_line_exit_1(tmp_path, capsys):
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    code = main(['hub', 'convert-official', str(tmp_path / 'empty.pth'), '--dataset', 'rafdb',
+                 '--output-dir', str(tmp_path / 'out')])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith('timm-dan hub: error: ') and err.count('\n') == 1, err
+    assert 'Traceback' not in err and not (tmp_path / 'out').exists()

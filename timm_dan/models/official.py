@@ -51,19 +51,42 @@ _BN_PARAMS = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_trac
 _CLASSIFIER_KEYS = ('fc.weight', 'fc.bias', 'bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var')
 
 
+def _needs_full_unpickle(error: Exception, path: Union[str, Path]) -> bool:
+    """Whether `torch.load(weights_only=True)` refused a real checkpoint or pickle (a class it may not build, an
+    instruction it does not run) rather than failing on a file that is no pickle at all."""
+    if 'Unsupported global' in str(error):
+        return True
+    with open(path, 'rb') as f:
+        head = f.read(2)
+    return 'weights_only' in str(error) and (head == b'PK' or head[:1] == b'\x80')  # torch's zip, or a pickle
+
+
+def _unsupported_global(error: Exception) -> str:
+    """The line of torch's message that says what it refused (a class, or a pickle instruction)."""
+    return next((line.strip() for line in str(error).splitlines() if 'Unsupported' in line),
+                str(error).splitlines()[0])
+
+
 def read_checkpoint(path: Union[str, Path]) -> Any:
     """A `.pth`/`.pt` file's contents, read with `torch.load(weights_only=True)`: tensors, containers and numbers
-    only. A file that needs a full unpickle (which can execute code) is refused, with what to do instead."""
+    only. A file that needs a full unpickle (which can execute code) is refused with what to do instead; a file that
+    is not a checkpoint at all is a ValueError that names it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'{path}: no such file')
+    if path.stat().st_size == 0:
+        raise ValueError(f'{path} is empty (0 bytes): expected a PyTorch checkpoint (.pth) saved with torch.save')
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError subclasses and RuntimeError for unsafe pickles
-        if 'weights_only' in str(e) or 'Unsupported global' in str(e):
+    except Exception as e:  # torch raises UnpicklingError, EOFError, IndexError, RuntimeError... on other files
+        if _needs_full_unpickle(e, path):
             raise ValueError(
                 f'Refusing to load {path}: it holds Python objects that only a full unpickle can restore, and '
                 f'unpickling can execute arbitrary code. Re-save its tensors as a plain state dict '
-                f'(or safetensors) in a trusted environment. Loader said: {e}'
+                f'(or safetensors) in a trusted environment. Loader said: {_unsupported_global(e)}'
             ) from e
-        raise
+        raise ValueError(f'{path} is not a PyTorch checkpoint: torch.load could not read it ({type(e).__name__}); '
+                         f'expected a .pth file saved with torch.save') from e
 
 
 def convert_official_checkpoint(
@@ -147,7 +170,7 @@ def load_backbone_weights(backbone: nn.Module, path: Union[str, Path]) -> None:
     except FileNotFoundError:
         raise FileNotFoundError(f'{path}: no such trunk weights file') from None
     except Exception as e:
-        if 'weights_only' in str(e) or 'Unsupported global' in str(e):
+        if _needs_full_unpickle(e, path):
             read_checkpoint(path)  # raises the refusal with its explanation
         raise
     if isinstance(state_dict.get('model_state_dict'), dict):

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from timm_dan.training import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.usefixtures('fresh_accelerator_state')

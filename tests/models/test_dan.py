@@ -12,8 +12,6 @@ from tests.reference_dan import ReferenceDAN, official_checkpoint, randomize_
 from timm_dan.models.dan import CrossAttentionHeads
 from timm_dan.models.official import OFFICIAL_LABEL_MAPS
 
-torch.set_num_threads(2)
-
 
 def _converted(num_classes: int, dataset: str, seed: int = 0):
     ckpt = official_checkpoint(num_classes, seed)

@@ -10,7 +10,6 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 
 import timm_dan  # noqa: F401  (registers the models)
 
-torch.set_num_threads(2)
 MODELS = timm.list_models('dan_*')
 SMALL = (3, 64, 64)
 

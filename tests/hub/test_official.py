@@ -21,7 +21,7 @@ from timm_dan.models.pretrained import find_weights, load_pretrained
 
 RAFDB_FILE = 'rafdb_epoch21_acc0.897_bacc0.8275.pth'
 RAFDB_REPO = 'timm-dan/dan_resnet18.rafdb'
-CONVERT = Path(__file__).resolve().parents[1] / 'hub' / 'convert_official.py'
+CONVERT = Path(__file__).resolve().parents[2] / 'hub' / 'convert_official.py'
 
 
 def randomized_official_checkpoint(num_classes: int, seed: int = 0) -> tuple:

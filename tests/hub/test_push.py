@@ -20,7 +20,7 @@ def folder(tmp_path_factory):
 
 
 def _push(args, env):
-    push = Path(__file__).resolve().parents[1] / 'hub' / 'push.py'
+    push = Path(__file__).resolve().parents[2] / 'hub' / 'push.py'
     return subprocess.run([sys.executable, str(push), *map(str, args)], env=env, capture_output=True, text=True,
                           timeout=300)
 

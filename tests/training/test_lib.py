@@ -29,7 +29,7 @@ from timm_dan.training import (
 from timm_dan.training.config import SECTIONS, build_parser
 from timm_dan.training.data import SeededAugmentation, SeededShuffleSampler, create_loader
 
-CONFIGS = Path(__file__).resolve().parents[1] / 'train_scripts' / 'configs'
+CONFIGS = Path(__file__).resolve().parents[2] / 'train_scripts' / 'configs'
 
 
 pytestmark = pytest.mark.usefixtures('fresh_accelerator_state')
