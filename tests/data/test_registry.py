@@ -1,6 +1,5 @@
 """The data registry: one source file per data set declares its info, options, label map and model-card entries;
 the hub's card table is built from them; the old `timm_dan.data.labels` names still work, with a warning."""
-import ast
 import importlib
 from pathlib import Path
 
@@ -8,6 +7,7 @@ import pytest
 
 import timm_dan
 import timm_dan.labels
+from tests.layers import BOTTOM, imported_modules
 from timm_dan.data import FER_DATASETS, SYNTHETIC_DEFAULTS, load_fer_dataset
 from timm_dan.data.registry import CARD_ENTRIES, SOURCES, CardEntry, FERDatasetInfo
 
@@ -57,30 +57,13 @@ def test_hub_card_table_is_the_sources_entries_plus_the_backbones():
     assert all('non-commercial' in entry.license for entry in DATASETS.values())
 
 
-def _imported(path: Path) -> set[str]:
-    """Absolute names of the timm_dan modules a file imports (relative imports resolved)."""
-    package = '.'.join(path.relative_to(DATA.parent.parent).with_suffix('').parts[:-1])
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            base = package.rsplit('.', node.level - 1)[0] if node.level else ''
-            if node.module:
-                names.add('.'.join(filter(None, [base, node.module])))
-            else:  # `from .. import labels`: the modules named
-                names.update(f'{base}.{alias.name}' for alias in node.names)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    return {name for name in names if name.startswith('timm_dan')}
-
-
-def test_data_imports_only_the_labels_below_it():
+def test_data_imports_only_the_vocabulary_below_it():
     for path in DATA.rglob('*.py'):
-        imported = _imported(path)
-        outside = {n for n in imported if not n.startswith('timm_dan.data')} - {'timm_dan.labels'}
-        assert not outside, f'{path} imports {outside}: data may import timm_dan.labels only'
+        outside = {n for n in imported_modules(path) if not n.startswith('timm_dan.data')} - BOTTOM
+        assert not outside, f'{path} imports {outside}: data may import the bottom layer only ({sorted(BOTTOM)})'
     # the check resolves relative imports
-    assert 'timm_dan.labels' in _imported(DATA / 'sources' / 'rafdb.py')
-    assert {'timm_dan.labels', 'timm_dan.data.sources'} <= _imported(DATA / 'api.py')
+    assert 'timm_dan.labels' in imported_modules(DATA / 'sources' / 'rafdb.py')
+    assert {'timm_dan.labels', 'timm_dan.data.sources'} <= imported_modules(DATA / 'api.py')
 
 
 def test_data_reexports_the_vocabulary_without_warning(recwarn):
