@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.demo.conftest import free_port, gr, skimage_data
 from timm_dan.demo import app
@@ -69,8 +70,8 @@ def test_photos_good_and_bad_in_one_upload(models, model_name, photos, tmp_path)
     assert lines[3] == ('**huge.png**: 10000x10000 = 100,000,000 pixels is over the limit of 50,000,000 '
                         '(decompression-bomb guard); pass a larger max_pixels if the image is trusted')
     assert str(photos['notes'].parent) not in status  # the user's file names, not the server's paths
-    assert [caption for _, caption in gallery] == ['astronaut.png', 'coffee.jpg: no face']
-    assert gallery[0][0].shape == skimage_data.astronaut().shape
+    assert [item['caption'] for item in gallery.value] == ['astronaut.png', 'coffee.jpg: no face']
+    assert Image.open(gallery.value[0]['image']['path']).size == (512, 512) and gallery.selected_index == 0
     (panel,) = panels
     assert panel.title == 'astronaut.png, face 0' and set(panel.probs) == set(timm_dan_labels(7))
     assert panel.attention is not None and panel.attention.shape[1] == 5 * panel.attention.shape[0]  # face + 4

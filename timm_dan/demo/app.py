@@ -63,7 +63,7 @@ def build_demo(model: str = DEFAULT_MODEL, detector: str = 'auto', device: Optio
         with gr.Tab('Photos'):
             photos = gr.File(file_count='multiple', label='Photos (one or more)', elem_id='photos')
             photo_status = gr.Markdown(elem_id='photo-status')
-            gallery = gr.Gallery(label='Faces found', columns=3, height=480, object_fit='contain',
+            gallery = gr.Gallery(label='Faces found', columns=6, height=600, object_fit='contain',
                                  elem_id='photo-gallery')
             panels = gr.State([])
 
@@ -175,7 +175,8 @@ def _analyse_photos(models: ModelCache, outputs: Path, files: Optional[list[str]
         panels += face_panels(result, shown)
     stem = Path(files[0]).stem if len(files) == 1 else 'photos'
     json_file = write_json(records, output_folder(outputs) / f'{stem}_expressions.json')
-    return '\n\n'.join(messages), pictures, panels, gr.DownloadButton(value=str(json_file), visible=True)
+    gallery = gr.Gallery(pictures, selected_index=0 if pictures else None)  # opened on the first photo, whole
+    return '\n\n'.join(messages), gallery, panels, gr.DownloadButton(value=str(json_file), visible=True)
 
 
 def _webcam_frame(models: ModelCache, frame: Optional[np.ndarray], name: str, k: str, attention: bool):
