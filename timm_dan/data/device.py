@@ -29,7 +29,6 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import psutil
-import pyarrow as pa
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
@@ -135,14 +134,14 @@ def warp_affine(images: torch.Tensor, matrices: torch.Tensor,
 
 def _apply_to(x: torch.Tensor, chosen: torch.Tensor, fn: Callable[[torch.Tensor, Any], torch.Tensor],
               sync_free: bool) -> torch.Tensor:
-    """`fn(x[rows], rows)` on the chosen samples of a batch. On a CPU only those are computed (choosing them on the
-    host costs nothing); on an accelerator every sample is and `torch.where` keeps the chosen ones, so that the
-    host never waits for the device (`rows` is then `slice(None)`)."""
+    """`fn(images, rows)` on the chosen samples of a batch. On a CPU only those are computed, one at a time and in
+    place (choosing them on the host costs nothing; gathering and scattering channels_last rows would cost more
+    than the op); on an accelerator every sample is and `torch.where` keeps the chosen ones, so that the host never
+    waits for the device (`rows` is then `slice(None)`)."""
     if sync_free:
         return torch.where(chosen[:, None, None, None], fn(x, slice(None)), x)
-    rows = chosen.nonzero().flatten()
-    if rows.numel():
-        x[rows] = fn(x[rows], rows)
+    for i in chosen.nonzero().flatten().tolist():
+        x[i] = fn(x[i:i + 1], [i])[0]
     return x
 
 
@@ -177,8 +176,9 @@ def format_bytes(nbytes: int) -> str:
     return f'{nbytes / 2 ** 30:.2f} GiB' if nbytes >= 2 ** 30 else f'{nbytes / 2 ** 20:.1f} MiB'
 
 
-def _contiguous_pixels(column: pa.ChunkedArray, count: int, size: tuple[int, int]) -> np.ndarray:
-    """A `pixels` column whose images all are `size`, as one count x H x W x 3 uint8 array (no per-image copy)."""
+def _contiguous_pixels(column: Any, count: int, size: tuple[int, int]) -> np.ndarray:
+    """A `pixels` column (a pyarrow large_binary ChunkedArray) whose images all are `size`, as one count x H x W x 3
+    uint8 array (no per-image copy)."""
     array = column.combine_chunks()
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int64, count=count + 1, offset=8 * array.offset)
     data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
