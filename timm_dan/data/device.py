@@ -17,11 +17,13 @@ replacement) is augmented twice differently; without it, the row index takes its
 
     split = DeviceSplit.from_dataset(decode_to_arrow(ds['train']), 'cuda')
     batches = DeviceBatches(split, data_config, 'rafdb', is_training=True, seed=0)
-    loader = DataLoader(batches, batch_size=256, sampler=EnumeratedSampler(RandomSampler(batches)),
-                        drop_last=True, collate_fn=lambda batch: batch)
+    loader = DataLoader(batches, batch_size=256, shuffle=True, drop_last=True, collate_fn=lambda batch: batch)
     for epoch in range(epochs):
         batches.set_epoch(epoch)
         for images, labels in loader: ...
+
+In training, `timm_dan.training.data.create_device_loader` adds the seeded samplers (the same order in every process
+and after a resume) and numbers the draws.
 """
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,8 +41,8 @@ from .batched import ERASE_UNIFORMS, DeviceNormalize, FERBatch, erase_rectangles
 from .loader import pixels_to_tensor
 from .recipes import RotateCrop, get_recipe, input_hw, interpolation_mode
 
-__all__ = ['DeviceSplit', 'DeviceBatches', 'EnumeratedSampler', 'counter_uniforms', 'warp_affine', 'storage_size',
-           'split_nbytes', 'memory_budget', 'format_bytes', 'MEMORY_FRACTION']
+__all__ = ['DeviceSplit', 'DeviceBatches', 'EnumeratedSampler', 'counter_uniforms', 'inverse_affine', 'warp_affine',
+           'storage_size', 'split_nbytes', 'memory_budget', 'format_bytes', 'MEMORY_FRACTION']
 
 MEMORY_FRACTION = 0.5
 """Share of the device's free memory a split may take to stay resident (the rest is the model's and its batches')."""

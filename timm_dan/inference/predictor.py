@@ -92,8 +92,12 @@ class _TorchRunner:
             raise ValueError(f'{type(self.model).__name__} has no DAN attention heads to return maps from')
         n = len(x)
         if self.cuda_graphs:
-            logits, maps = self._replay(x, attention)
-        else:
+            try:
+                logits, maps = self._replay(x, attention)
+            except RuntimeError as e:  # a model that cannot be captured (a host sync inside, say) runs eagerly
+                _logger.warning('CUDA graph capture failed, running eagerly from now on: %s', e)
+                self.cuda_graphs, self._graphs = False, {}
+        if not self.cuda_graphs:
             logits, maps = self.forward(self._model_input(self._host(x).to(self.device, non_blocking=True)),
                                         attention)
         logits = logits[:n].float().cpu().numpy()
