@@ -88,8 +88,8 @@ def test_the_same_batches_after_a_resume(splits, balanced):
 
 
 def _sharded_batches(out_dir, cache_dir):
+    """One process's epoch of a 2-process run (`accelerate launch`, below)."""
     from accelerate import Accelerator
-    torch.set_num_threads(1)  # a forked child must not enter the OpenMP pool its parent started
     accelerator = Accelerator(cpu=True)
     data = load_fer_dataset('synthetic', num_samples=48, num_validation_samples=12, image_size=40, seed=0,
                             cache_dir=cache_dir)
@@ -100,10 +100,19 @@ def _sharded_batches(out_dir, cache_dir):
 
 
 @pytest.mark.slow
-def test_two_processes_share_out_the_batches_of_one(splits, tmp_path):
-    """Accelerate deals the batches out in turn; each is augmented as in a single process (seeded by its draw)."""
-    from accelerate import Accelerator, debug_launcher
-    debug_launcher(_sharded_batches, args=(str(tmp_path), str(tmp_path)), num_processes=2)
+def test_two_processes_share_out_the_batches_of_one(splits, tmp_path, subprocess_env):
+    """Accelerate deals the batches out in turn; each is augmented as in a single process (seeded by its draw).
+    Launched as train.py is (fresh processes: a forked child of this one could hang in the OpenMP pool it holds)."""
+    from accelerate import Accelerator
+    script = tmp_path / 'sharded.py'
+    script.write_text('import sys\nfrom tests.training.test_device_data import _sharded_batches\n'
+                      '_sharded_batches(sys.argv[1], sys.argv[2])\n')
+    env = dict(subprocess_env, ACCELERATE_USE_CPU='1', OMP_NUM_THREADS='1')
+    command = [sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2',
+               '--num_machines', '1', '--main_process_port', '29534', '--dynamo_backend', 'no', '--mixed_precision',
+               'no', str(script), str(tmp_path), str(tmp_path)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     ranks = [torch.load(tmp_path / f'rank{r}.pt') for r in range(2)]
     single = _epoch(*_prepared(Accelerator(cpu=True), {'train': splits['train']}, 'rafdb', batch_size=4), 1)
     assert len(single) == 12 and [len(r) for r in ranks] == [6, 6]

@@ -3,7 +3,8 @@ normalised there, in batches.
 
 `DeviceSplit.from_dataset` loads a split decoded by `decode_to_arrow` once, as one uint8 N x H x W x 3 tensor: on the
 device when it fits (resident), else in host memory, from which each batch is gathered into pinned memory and copied
-to the device on a side stream, ahead of its use (streaming: the same batches, only slower to fetch).
+to the device on a side stream, overlapping the work already queued (under Accelerate, which fetches a batch ahead,
+the step before; streaming: the same batches, only slower to fetch).
 `DeviceBatches` is the `Dataset` a DataLoader (and Accelerate's sharding) draws from: for each batch of drawn rows it
 runs the recipe's augmentations on the whole batch on the device, in `BatchCollate`'s order and with the same
 numbers (`recipes.py`) and functions where the operation is the same (the geometric op at the stored size on the
