@@ -58,3 +58,12 @@ def test_bad_input_inside_a_command_is_one_line_exit_1(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and err.startswith('timm-dan hub: error: ') and err.count('\n') == 1, err
     assert 'Traceback' not in err and not (tmp_path / 'out').exists()
+
+
+def test_the_light_copies_of_choices_match_their_sources():
+    """The parsers list these without importing torch or OpenCV: they must equal what the code accepts."""
+    from timm_dan.cli import hub, predict
+    from timm_dan.inference.detectors import DETECTORS
+    from timm_dan.models.official import OFFICIAL_CLASS_ORDERS
+    assert hub.OFFICIAL_DATASETS == tuple(sorted(OFFICIAL_CLASS_ORDERS))
+    assert predict.DETECTORS == DETECTORS

@@ -11,19 +11,10 @@ import argparse
 import json
 from pathlib import Path
 
-from huggingface_hub import ModelCard
-
-from ..hub import (
-    CARD_NAME,
-    convert_backbone_file,
-    convert_official_file,
-    family_card,
-    push_model_folder,
-    render_model_card,
-)
-from ..models.official import OFFICIAL_CLASS_ORDERS
-
 __all__ = ['add_parser', 'print_folder']
+
+OFFICIAL_DATASETS = ('affectnet7', 'affectnet8', 'rafdb')
+"""= sorted(timm_dan.models.official.OFFICIAL_CLASS_ORDERS); `timm-dan hub --help` does not import torch."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "model.safetensors, README.md), classes in canonical order; the file is read with "
                     "torch.load(weights_only=True).")
     official.add_argument('checkpoint', type=Path, help="the authors' .pth file")
-    official.add_argument('--dataset', required=True, choices=sorted(OFFICIAL_CLASS_ORDERS),
+    official.add_argument('--dataset', required=True, choices=OFFICIAL_DATASETS,
                           help='the data set the file was trained on (decides the class order)')
     _add_output(official)
     official.set_defaults(func=run_convert_official)
@@ -78,6 +69,9 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
 
 def print_folder(folder: Path) -> None:
     """A Hub folder's files and the SHA-256 its card records (what the conversions report)."""
+    from huggingface_hub import ModelCard
+
+    from ..hub import CARD_NAME
     print(f'Wrote {folder}:')
     for p in sorted(folder.iterdir()):
         print(f'  {p.name}  {p.stat().st_size:,} bytes')
@@ -89,11 +83,13 @@ def print_folder(folder: Path) -> None:
 
 
 def run_convert_official(args: argparse.Namespace) -> int:
+    from ..hub import convert_official_file
     print_folder(convert_official_file(args.checkpoint, args.dataset, args.output_dir, overwrite=args.overwrite))
     return 0
 
 
 def run_convert_backbone(args: argparse.Namespace) -> int:
+    from ..hub import convert_backbone_file
     print_folder(convert_backbone_file(args.checkpoint, args.output_dir, overwrite=args.overwrite))
     return 0
 
@@ -103,6 +99,7 @@ def run_push(args: argparse.Namespace) -> int:
         args.parser.error('--repo-id NAMESPACE/NAME is needed to upload (or pass --dry-run)')
     if args.repo_id is not None and args.repo_id.count('/') != 1:
         args.parser.error(f'--repo-id must be NAMESPACE/NAME, got {args.repo_id!r}')
+    from ..hub import push_model_folder
     repo_id = args.repo_id or 'NAMESPACE/NAME'
     summary = push_model_folder(args.folder, repo_id, private=args.private, create_pr=args.create_pr,
                                 dry_run=args.dry_run)
@@ -120,6 +117,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_card(args: argparse.Namespace) -> int:
+    from ..hub import family_card, render_model_card
     text = render_model_card(family_card())
     if args.check:
         current = args.output.is_file() and args.output.read_text(encoding='utf-8') == text
