@@ -64,8 +64,8 @@ def _colour_bar(height: int, top: float, colormap: int, width: int = 64, bar: in
 
 
 def _number(value: float) -> str:
-    """A short label for a map value: 3 significant digits."""
-    return f'{value:.3g}'
+    """A short label for a map value: a whole number from 100 on, else 3 significant digits."""
+    return f'{value:.0f}' if abs(value) >= 100 else f'{value:.3g}'
 
 
 def save_attention_grid(face: FaceResult, path: Union[str, Path]) -> Path:
@@ -84,7 +84,9 @@ def annotate_image(result: ImageResult) -> np.ndarray:
         cv2.rectangle(image, (x, y), (x + w, y + h), (0, 255, 0), thickness)
         for px, py in face.landmarks or ():
             cv2.circle(image, (round(px), round(py)), thickness + 1, (255, 0, 0), -1)
-        _put_text(image, f'{i}: {face.label} {face.score:.2f}', (x, max(12, y - 4)), 0.4 * thickness)
+        text = f'{i}: {face.label} {face.score:.2f}'
+        (text_width, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, 3)
+        _put_text(image, text, (max(0, min(x, image.shape[1] - text_width - 2)), max(12, y - 4)), 0.4 * thickness)
     return image
 
 
