@@ -1,17 +1,19 @@
-"""`timm-dan hub convert-official | convert-backbone | push | card`: the published weights as Hub folders.
-
-    timm-dan hub convert-official rafdb_epoch21_acc0.897_bacc0.8275.pth --dataset rafdb --output-dir dan-rafdb
-    timm-dan hub convert-backbone resnet18_msceleb.pth --output-dir resnet18-msceleb
-    timm-dan hub push dan-rafdb --repo-id timm-dan/dan_resnet18.rafdb [--dry-run] [--create-pr]
-    timm-dan hub card --output MODEL_CARD.md [--check]
-
-Uploads take the token from the usual places (`hf auth login`, HF_TOKEN).
-"""
+"""`timm-dan hub convert-official | convert-backbone | push | card`: the published weights as Hub folders."""
 import argparse
 import json
 from pathlib import Path
 
 __all__ = ['add_parser', 'print_folder']
+
+DESCRIPTION = "Convert the authors' checkpoints into timm Hub folders, render model cards, upload to the Hub."
+EXAMPLES = """examples:
+  timm-dan hub convert-official rafdb_epoch21_acc0.897_bacc0.8275.pth --dataset rafdb --output-dir dan-rafdb
+  timm-dan hub convert-backbone resnet18_msceleb.pth --output-dir resnet18-msceleb
+  timm-dan hub push dan-rafdb --dry-run
+  timm-dan hub push dan-rafdb --repo-id timm-dan/dan_resnet18.rafdb [--private] [--create-pr]
+  timm-dan hub card --output MODEL_CARD.md [--check]
+
+Uploads take the token from the usual places: hf auth login, or the HF_TOKEN variable."""
 
 OFFICIAL_DATASETS = ('affectnet7', 'affectnet8', 'rafdb')
 """= sorted(timm_dan.models.official.OFFICIAL_CLASS_ORDERS); `timm-dan hub --help` does not import torch."""
@@ -19,7 +21,8 @@ OFFICIAL_DATASETS = ('affectnet7', 'affectnet8', 'rafdb')
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser('hub', help="convert the authors' checkpoints, render model cards, upload",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=DESCRIPTION, epilog=EXAMPLES,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest='hub_command', metavar='{convert-official,convert-backbone,push,card}',
                                      required=True)
 
@@ -36,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     backbone = commands.add_parser(
         'convert-backbone', help='the paper\'s MS-Celeb-1M ResNet-18 -> a timm resnet18 Hub folder',
-        description='Convert the paper\'s MS-Celeb-1M ResNet-18 (resnet18_msceleb.pth) into a timm `resnet18` Hub '
+        description='Convert the paper\'s MS-Celeb-1M ResNet-18 (resnet18_msceleb.pth) into a timm resnet18 Hub '
                     'folder; train DAN from it with backbone_pretrained="DIR/model.safetensors".')
     backbone.add_argument('checkpoint', type=Path, help='resnet18_msceleb.pth ({"state_dict": torchvision keys})')
     _add_output(backbone)
@@ -109,6 +112,9 @@ def run_push(args: argparse.Namespace) -> int:
     for name, size in summary['files'].items():
         print(f'  {name}  {size:,} bytes')
     print(f'Model: {summary["num_classes"]} classes {summary["label_names"]}, output {summary["output_shape"]}')
+    usage = next((line for line in summary['card'].splitlines() if 'timm.create_model(' in line), None)
+    if usage:
+        print(f'Card, How to use: {usage.strip()}')
     print('Card metadata:')
     print(json.dumps(summary['metadata'], indent=2, ensure_ascii=False))
     if 'url' in summary:
