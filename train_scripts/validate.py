@@ -19,7 +19,7 @@ import yaml
 from accelerate import Accelerator, DataLoaderConfiguration
 
 import timm_dan
-from timm_dan.data import decode_to_arrow, load_fer_dataset
+from timm_dan.data import FER_DATASETS, decode_to_arrow, load_fer_dataset
 from timm_dan.models.pretrained import load_pretrained
 from timm_dan.precision import PRECISIONS, accelerate_mixed_precision
 from timm_dan.training import resolve_channels_last, validate
@@ -31,7 +31,7 @@ from timm_dan.training.reporting import write_confusion_matrix
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model', required=True, help='local-dir:DIR, hf-hub:ID or a timm name with a tag')
-    parser.add_argument('--dataset', required=True, help='a timm_dan.data.FER_DATASETS name')
+    parser.add_argument('--dataset', required=True, choices=sorted(FER_DATASETS), help='the data set')
     parser.add_argument('--data-dir', default=None)
     parser.add_argument('--dataset-options', type=yaml.safe_load, default={},
                         help='extra load_fer_dataset options as YAML, e.g. "{num_classes: 7}"')
@@ -50,19 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.dataset != 'synthetic' and not (args.data_dir and Path(args.data_dir).is_dir()):
+    info = FER_DATASETS[args.dataset]
+    if info.needs_data_dir and not (args.data_dir and Path(args.data_dir).is_dir()):
         raise SystemExit(f'error: --data-dir {args.data_dir} is not a folder; {args.dataset} needs its data')
+    split = args.split or ('test' if 'test' in info.splits else 'validation')
+    if split not in info.splits:
+        raise SystemExit(f'error: {args.dataset} has the splits {list(info.splits)}, not {split!r}')
     accelerator = Accelerator(mixed_precision=accelerate_mixed_precision(args.precision),
                               dataloader_config=DataLoaderConfiguration(non_blocking=True))
     channels_last = resolve_channels_last(None)
-    model = load_pretrained(args.model).eval()
+    try:
+        model = load_pretrained(args.model).eval()
+    except Exception as e:  # a missing folder, an unknown name, weights neither cached nor downloadable
+        raise SystemExit(f'error: could not load --model {args.model}: {e}') from None
     num_classes = model.num_classes
-    with accelerator.main_process_first():
-        data = load_fer_dataset(args.dataset, args.data_dir, **args.dataset_options)
-    split = args.split or ('test' if 'test' in data else 'validation')
-    if split not in data:
-        raise SystemExit(f'error: {args.dataset} has splits {list(data)}, not {split!r}')
-    dataset = data[split]
+    with accelerator.main_process_first():  # only the split evaluated is built (decoded and cached)
+        try:
+            dataset = load_fer_dataset(args.dataset, args.data_dir, splits=[split], **args.dataset_options)[split]
+        except (OSError, ValueError, TypeError) as e:  # the layout, a bad label line, an unknown option
+            raise SystemExit(f'error: {e}') from None
     data_labels = dataset.features['label'].names
     notes = []
     if len(data_labels) > num_classes:

@@ -74,7 +74,8 @@ def test_photos_good_and_bad_in_one_upload(models, model_name, photos, tmp_path)
     assert Image.open(gallery.value[0]['image']['path']).size == (512, 512) and gallery.selected_index == 0
     (panel,) = panels
     assert panel.title == 'astronaut.png, face 0' and set(panel.probs) == set(timm_dan_labels(7))
-    assert panel.attention is not None and panel.attention.shape[1] == 5 * panel.attention.shape[0]  # face + 4
+    # the face, 4 heads and the 64 px colour bar
+    assert panel.attention is not None and panel.attention.shape[1] == 5 * panel.attention.shape[0] + 64
     assert panel.picture.shape[0] == 160
     records = json.loads(open(download.value['path']).read())
     assert [r['file'] for r in records] == ['astronaut.png', 'coffee.jpg', 'notes.txt', 'huge.png']

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 import timm_dan  # noqa: F401  (registers the dan_* models)
+from tests.inference.fake_yunet import write_fake_yunet
 
 skimage_data = pytest.importorskip('skimage.data')
 
@@ -83,3 +84,9 @@ def png_header_only():
                          + chunk(b'IEND', b''))
         return path
     return write
+
+
+@pytest.fixture(scope='session')
+def fake_yunet_file(tmp_path_factory):
+    """A YuNet-shaped ONNX file for 320 x 320 images (tests/inference/fake_yunet.py): red cells are faces."""
+    return write_fake_yunet(tmp_path_factory.mktemp('yunet') / 'face_detection_yunet_2023mar.onnx')

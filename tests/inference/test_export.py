@@ -69,6 +69,20 @@ def test_onnxruntime_predictor_matches_torch(dynamic_onnx, haar_predictor, astro
         FERPredictor(torch.nn.Linear(2, 2), backend='onnxruntime')
 
 
+def test_an_onnx_path_is_a_model_like_any_other(dynamic_onnx, astronaut, tmp_path):
+    explicit = FERPredictor(str(dynamic_onnx.path), detector='haar', backend='onnxruntime')
+    for model in (str(dynamic_onnx.path), dynamic_onnx.path):  # a str or a Path: onnxruntime by the suffix
+        predictor = FERPredictor(model, detector='haar')
+        assert predictor.backend == 'onnxruntime' and repr(predictor).startswith(
+            f"FERPredictor(model='{dynamic_onnx.path}', backend='onnxruntime', classes=7, input_size=(3, 64, 64)")
+        face, = predictor.predict(astronaut)[0].faces
+        assert face.probs == explicit.predict(astronaut)[0].faces[0].probs
+    with pytest.raises(FileNotFoundError, match=f'{tmp_path / "none.onnx"}: no such file'):
+        FERPredictor(tmp_path / 'none.onnx')
+    with pytest.raises(ValueError, match="is an ONNX file: it runs with backend='onnxruntime'"):
+        FERPredictor(dynamic_onnx.path, backend='torch')
+
+
 @pytest.mark.slow
 def test_export_cli_fixed_batch_logits_only(model_name, subprocess_env, python, tmp_path, lfw_faces):
     import subprocess

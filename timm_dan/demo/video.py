@@ -74,10 +74,10 @@ def analyse_video(predictor: FERPredictor, path: str, name: str, output: Path, e
 
 
 def _frames(predictor: FERPredictor, path: str, name: str, every: int):
-    try:
-        yield from predictor.predict_video(path, every=every, keep_images=True)
-    except ImageLoadError as e:  # the message names the upload's path on the server: name the user's file
-        raise ImageLoadError(str(e).replace(str(path), name)) from e
+    for frame in predictor.predict_video(path, every=every, keep_images=True):
+        if frame.error:  # the message names the upload's path on the server: name the user's file
+            raise ImageLoadError(frame.error.replace(str(path), name))
+        yield frame
 
 
 def _stream_info(path: str) -> tuple[int, float]:

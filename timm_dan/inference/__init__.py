@@ -8,7 +8,8 @@ import importlib
 _EXPORTS = {
     'align': ('crop_face',),
     'attention': ('annotate_image', 'attention_grid', 'save_annotated', 'save_attention_grid'),
-    'detectors': ('Detection', 'HaarDetector', 'WholeImageDetector', 'YuNetDetector', 'create_detector'),
+    'detectors': ('Detection', 'DetectorUnavailable', 'HaarDetector', 'WholeImageDetector', 'YuNetDetector',
+                  'create_detector'),
     'export': ('ExportReport', 'export_onnx'),
     'io': ('ImageLoadError', 'load_image'),
     'optimize': ('fold_batchnorms',),

@@ -2,7 +2,9 @@
 import copy
 import json
 import logging
+import os
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import cv2
@@ -16,8 +18,8 @@ from ..labels import LABELS
 from ..models.pretrained import load_pretrained
 from ..precision import check_precision, resolve_precision
 from .align import crop_face
-from .detectors import Detection, FaceDetector, create_detector
-from .io import DEFAULT_MAX_PIXELS, ImageInput, ImageLoadError, expand_inputs, load_image
+from .detectors import Detection, FaceDetector, create_detector, keep_faces
+from .io import DEFAULT_MAX_PIXELS, ImageInput, ImageLoadError, describe_file, expand_inputs, load_image, sniff_format
 from .optimize import fold_batchnorms
 from .results import FaceResult, FrameResult, ImageResult
 
@@ -30,6 +32,7 @@ ONNX_METADATA_KEY = 'timm_dan'
 
 PRECISIONS = ('auto', 'fp32', 'bf16')
 """The precisions the predictor runs in (`timm_dan.precision`'s vocabulary)."""
+BACKENDS = ('torch', 'onnxruntime')
 
 
 def label_names_of(model: nn.Module) -> list[str]:
@@ -160,8 +163,10 @@ class _TorchRunner:
 class _OnnxRunner:
     """onnxruntime on a file written by `timm_dan.inference.export_onnx` (labels and data config in its metadata)."""
 
-    def __init__(self, path: str, providers: Optional[Sequence[str]] = None):
+    def __init__(self, path: Union[str, os.PathLike], providers: Optional[Sequence[str]] = None):
         import onnxruntime as ort
+        if not Path(path).is_file():
+            raise FileNotFoundError(f'{path}: no such file (an ONNX model written by `timm-dan export`)')
         self.session = ort.InferenceSession(str(path), providers=list(providers or ['CPUExecutionProvider']))
         meta = self.session.get_modelmeta().custom_metadata_map
         if ONNX_METADATA_KEY not in meta:
@@ -194,15 +199,21 @@ class FERPredictor:
     """Facial expression recognition on photos, folders and videos.
 
     Args:
-        model: A registered model or tag (pretrained weights, e.g. 'dan_resnet18' = 'dan_resnet18.affectnet8'),
-            an 'hf-hub:' or 'local-dir:' name, an `nn.Module` (copied, not modified), or with
-            backend='onnxruntime' the path of a file written by `timm-dan export`.
+        model: What to run: a registered model or tag with published weights ('dan_resnet18' =
+            'dan_resnet18.affectnet8', 'dan_resnet18.rafdb', ...); 'hf-hub:NAMESPACE/NAME'; 'local-dir:DIR' (a Hub
+            folder, e.g. the `best/` of a training run); an `nn.Module` (copied, not modified); or the path of an
+            `.onnx` file written by `timm-dan export` (run with onnxruntime).
         detector: 'auto' (YuNet when available, else Haar), 'yunet', 'haar', 'none' (inputs are face crops),
             or any callable RGB image -> list of `Detection`.
+        detector_model: A local YuNet `.onnx` file (for detector 'yunet' or 'auto'), instead of the Hub's.
+        min_face_score: Lowest detector score of a face that is classified; default per detector
+            (`detectors.MIN_FACE_SCORE`: 0.7 for YuNet, a probability; 3.0 for Haar, a cascade level weight).
+        min_face_size: Smallest face classified, the shorter side of its box in input pixels (default
+            `detectors.MIN_FACE_SIZE` = 24; detector 'none' keeps every input).
         device: Torch device; default CUDA when available, else CPU.
         batch_size: Faces per forward pass (all faces of a `predict` call are batched together).
         tta: Average the probabilities of each face and its mirror image.
-        backend: 'torch' or 'onnxruntime'.
+        backend: 'torch' or 'onnxruntime'; default: onnxruntime for an `.onnx` path, else torch.
         precision: 'auto' (bf16 where the device computes it natively: CPUs with AVX-512 BF16 or AMX, GPUs with
             bf16; fp32 elsewhere), 'bf16' or 'fp32'. bf16 folds every BatchNorm that follows a conv or Linear
             layer into it and casts the model to bf16 (2x the speed of fp32 on a 2-core AVX-512 BF16 CPU; top-1
@@ -220,36 +231,57 @@ class FERPredictor:
 
     def __init__(
             self,
-            model: Union[str, nn.Module] = 'dan_resnet18',
+            model: Union[str, os.PathLike, nn.Module] = 'dan_resnet18',
             detector: Union[str, FaceDetector] = 'auto',
             device: Optional[Union[str, torch.device]] = None,
             batch_size: int = 32,
             tta: bool = False,
-            backend: str = 'torch',
+            backend: Optional[str] = None,
             precision: str = 'auto',
             reparameterize: bool = True,
             channels_last: bool = True,
             compile: bool = False,
             margin: float = 0.2,
             max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+            detector_model: Optional[Union[str, os.PathLike]] = None,
+            min_face_score: Optional[float] = None,
+            min_face_size: Optional[float] = None,
     ):
         check_precision(precision, PRECISIONS)
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+        is_onnx = isinstance(model, (str, os.PathLike)) and str(model).lower().endswith('.onnx')
+        backend = backend or ('onnxruntime' if is_onnx else 'torch')
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
+        self.model_name = type(model).__name__ if isinstance(model, nn.Module) else str(model)
         if backend == 'torch':
+            if is_onnx:
+                raise ValueError(f"{model} is an ONNX file: it runs with backend='onnxruntime' (the default for "
+                                 f".onnx paths)")
             device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-            module = copy.deepcopy(model) if isinstance(model, nn.Module) else load_pretrained(model)
+            module = copy.deepcopy(model) if isinstance(model, nn.Module) else load_pretrained(_model_name(model))
             self.runner = _TorchRunner(module, device, precision, reparameterize, channels_last, compile)
-        elif backend == 'onnxruntime':
+        else:
             if isinstance(model, nn.Module):
                 raise ValueError("backend='onnxruntime' needs the path of an exported .onnx file, not a module")
             if compile:
                 raise ValueError("compile=True needs backend='torch'")
             self.runner = _OnnxRunner(model)
+        self.backend = backend
+        self._keep: Optional[tuple[float, float]] = None  # thresholds a caller's detector gets from the predictor
+        if isinstance(detector, str):
+            self.detector_name = detector
+            self.detector = create_detector(detector, detector_model, min_face_score, min_face_size)
         else:
-            raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
-        self.detector_name = detector if isinstance(detector, str) else type(detector).__name__
-        self.detector = create_detector(detector) if isinstance(detector, str) else detector
+            if detector_model is not None:
+                raise ValueError('detector_model is for the named detectors "yunet" and "auto"')
+            self.detector_name = type(detector).__name__
+            self.detector = detector
+            if min_face_score is not None or min_face_size is not None:
+                self._keep = (min_face_score or 0., min_face_size or 0.)
+        self.min_face_score = getattr(self.detector, 'min_face_score', min_face_score)
+        self.min_face_size = getattr(self.detector, 'min_face_size', min_face_size)
         self.batch_size, self.tta, self.margin, self.max_pixels = batch_size, tta, margin, max_pixels
         self.label_names = self.runner.label_names
         self.data_config: dict[str, Any] = self.runner.data_config
@@ -257,12 +289,24 @@ class FERPredictor:
         _, height, width = self.data_config['input_size']
         self.crop_size = (width, height)
 
+    def __repr__(self) -> str:
+        runner = self.runner
+        device = f"device='{runner.device}', precision='{runner.precision}', " if self.backend == 'torch' else ''
+        detector = (f"detector='{type(self.detector).__name__}'" if self.detector_name == 'auto'
+                    else f"detector='{self.detector_name}'")
+        thresholds = ''.join(f', {name}={value}' for name, value in (
+            ('min_face_score', self.min_face_score), ('min_face_size', self.min_face_size)) if value is not None)
+        return (f"{type(self).__name__}(model='{self.model_name}', backend='{self.backend}', {device}"
+                f"classes={len(self.label_names)}, input_size={tuple(self.data_config['input_size'])}, "
+                f"{detector}{thresholds}, batch_size={self.batch_size}, tta={self.tta})")
+
     def predict(
             self,
             inputs: Union[Any, Iterable[Any]],
             color: str = 'rgb',
             attention: bool = False,
             keep_images: bool = False,
+            include_hidden: bool = False,
     ) -> list[ImageResult]:
         """Predict every face of every input (paths, folders, PIL images, arrays, or a list of them).
 
@@ -271,11 +315,13 @@ class FERPredictor:
             color: Channel order of numpy inputs, 'rgb' or 'bgr' (OpenCV).
             attention: Also return each face's heads' attention maps and aligned crop.
             keep_images: Keep each input's RGB pixels in its result (e.g. to draw on them).
+            include_hidden: Also read hidden files and folders (names starting with '.') inside folders.
 
         Returns:
-            One `ImageResult` per input image, in order; unreadable inputs have `error` set and no faces.
+            One `ImageResult` per input image, in order; unreadable inputs (missing, empty, corrupt, not an image)
+            have `error` set and no faces.
         """
-        return self._predict_items(expand_inputs(inputs), color, attention, keep_images)
+        return self._predict_items(expand_inputs(inputs, include_hidden), color, attention, keep_images)
 
     def predict_video(
             self,
@@ -286,17 +332,23 @@ class FERPredictor:
     ) -> Iterator[FrameResult]:
         """Yield a `FrameResult` for every `every`-th frame of a video file or camera index.
 
-        Frames are decoded, predicted and released one at a time, so memory stays flat over any length.
+        Frames are decoded, predicted and released one at a time, so memory stays flat over any length. A source
+        that cannot be read (no such file, an empty file, not a video, no frame decoded) yields one result with
+        `error` set, as `predict` does for an image.
         """
         if every < 1:
             raise ValueError(f'every must be >= 1, got {every}')
         camera = isinstance(source, int) or (isinstance(source, str) and source.isdigit())
-        capture = cv2.VideoCapture(int(source) if camera else str(source))
-        if not capture.isOpened():
-            raise ImageLoadError(f'{source}: could not open as a video{" camera" if camera else " file"}')
-        fps = capture.get(cv2.CAP_PROP_FPS) or 0.
         name = f'camera {source}' if camera else str(source)
-        index = 0
+        problem = None if camera else _unreadable_file(Path(source))
+        capture = None if problem else (cv2.VideoCapture(int(source)) if camera else _open_video_file(str(source)))
+        if capture is not None and not capture.isOpened():
+            problem = 'could not open the camera' if camera else _not_a_video(Path(source))
+        if problem:
+            yield FrameResult(name, error=f'{name}: {problem}')
+            return
+        fps = capture.get(cv2.CAP_PROP_FPS) or 0.
+        index = decoded = 0
         try:
             while True:
                 if index % every:
@@ -307,12 +359,16 @@ class FERPredictor:
                 ok, frame = capture.read()
                 if not ok:
                     break
+                decoded += 1
                 seconds = index / fps if fps > 0 else capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.
                 result = self._predict_items([ImageInput(name, frame)], 'bgr', attention, keep_images)[0]
                 yield FrameResult(**vars(result), frame=index, time=seconds)
                 index += 1
         finally:
             capture.release()
+        if not decoded:
+            yield FrameResult(name, error=f'{name}: no frame could be decoded' + (
+                '' if camera else f': {_not_a_video(Path(source))}'))
 
     def _predict_items(self, items: list[ImageInput], color: str, attention: bool,
                        keep_images: bool) -> list[ImageResult]:
@@ -328,7 +384,7 @@ class FERPredictor:
             result = ImageResult(item.name, size=(image.shape[1], image.shape[0]),
                                  image=image if keep_images else None)
             results.append(result)
-            for detection in self.detector(image):
+            for detection in self._detect(image):
                 crops.append(self._crop(image, detection))
                 owners.append((result, detection))
                 if len(crops) == self.batch_size:
@@ -337,6 +393,10 @@ class FERPredictor:
         if crops:
             self._classify_into(crops, owners, attention)
         return results
+
+    def _detect(self, image: np.ndarray) -> list[Detection]:
+        faces = self.detector(image)
+        return faces if self._keep is None else keep_faces(faces, *self._keep)
 
     def _classify_into(self, crops: list[np.ndarray], owners: list[tuple[ImageResult, Detection]],
                        attention: bool) -> None:
@@ -394,6 +454,44 @@ def _pixel_steps(transform: Any, data_config: dict[str, Any]) -> Optional[Any]:
             and np.allclose(np.asarray(normalize.std, dtype=np.float64), data_config['std'])):
         return None
     return transforms.Compose(steps[:to_tensor[0]])
+
+
+def _model_name(model: Union[str, os.PathLike]) -> str:
+    """A model name for `load_pretrained`; a folder given as a plain path is a mistake worth naming."""
+    name = str(model)
+    if not name.startswith(('hf-hub:', 'local-dir:')) and Path(name).is_dir():
+        raise ValueError(f"{name} is a folder: pass 'local-dir:{name}' to load the Hub folder it holds")
+    return name
+
+
+def _open_video_file(path: str) -> cv2.VideoCapture:
+    """A video file opened by FFmpeg, quietly: OpenCV's fallback readers print their own parse errors (raw bytes
+    of the file included) where ours says what the file is."""
+    backend = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        return cv2.VideoCapture(path, backend)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _unreadable_file(path: Path) -> Optional[str]:
+    if not path.is_file():
+        return 'no such file'
+    if path.stat().st_size == 0:
+        return 'the file is empty (0 bytes)'
+    return None
+
+
+def _not_a_video(path: Path) -> str:
+    """Why OpenCV could not read a file as a video, from what its first bytes say it is."""
+    kind, name = sniff_format(path)
+    if kind == 'image':
+        return f'it is an image file ({name}), not a video: drop --video (in Python: predict)'
+    if kind == 'video':
+        return f'a video file ({name}) that OpenCV cannot read: truncated, or in a codec this OpenCV build lacks'
+    return f'not a video OpenCV can read ({describe_file(path)})'
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
