@@ -17,6 +17,7 @@ from accelerate.utils import set_seed
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 
+from ..cpu import set_threads
 from ..data import DeviceNormalize
 from ..models.pretrained import load_pretrained
 from ..precision import accelerate_mixed_precision
@@ -93,6 +94,7 @@ def setup_run(cfg: TrainConfig) -> TrainRun:
         dataloader_config=DataLoaderConfiguration(non_blocking=True),  # from pinned memory: copies overlap compute
     )
     channels_last = resolve_channels_last(cfg.channels_last)
+    set_threads(cfg.threads)
     set_seed(cfg.seed, deterministic=cfg.deterministic)
 
     micro_batch, _ = split_batch_size(cfg, accelerator.num_processes)
@@ -160,7 +162,8 @@ def resume_or_start(run: TrainRun) -> None:
         f'Training {cfg.model} on {cfg.dataset} ({len(run.splits["train"])} train / '
         f'{len(run.splits["validation"])} validation images, {run.splits.split_names["validation"]}) for '
         f'{cfg.epochs} epochs on {accelerator.num_processes} x {accelerator.device}, precision {precision}, '
-        f'channels_last {run.channels_last}, global batch {cfg.batch_size}')
+        f'channels_last {run.channels_last}, global batch {cfg.batch_size}; per process: threads '
+        f'{torch.get_num_threads()}, data workers {cfg.num_workers}')
 
 
 def record_epoch(run: TrainRun, epoch: int, train_metrics: dict[str, float], val_metrics: dict[str, Any]) -> bool:
