@@ -2,8 +2,10 @@
 import copy
 import json
 import logging
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Optional, Union
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import cv2
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from ..cpu import resolve_threads, set_threads
 from ..labels import LABELS
 from ..models.pretrained import load_pretrained
 from ..precision import check_precision, resolve_precision
@@ -21,6 +24,9 @@ from .io import DEFAULT_MAX_PIXELS, ImageInput, ImageLoadError, expand_inputs, l
 from .optimize import fold_batchnorms
 from .results import FaceResult, FrameResult, ImageResult
 
+if TYPE_CHECKING:
+    from .quantize import Calibration
+
 __all__ = ['FERPredictor', 'label_names_of', 'ONNX_METADATA_KEY']
 
 _logger = logging.getLogger(__name__)
@@ -28,8 +34,9 @@ _logger = logging.getLogger(__name__)
 ONNX_METADATA_KEY = 'timm_dan'
 """ONNX metadata entry (JSON) holding the label names and data config of an exported model."""
 
-PRECISIONS = ('auto', 'fp32', 'bf16')
-"""The precisions the predictor runs in (`timm_dan.precision`'s vocabulary)."""
+PRECISIONS = ('auto', 'fp32', 'bf16', 'int8')
+"""The precisions the predictor runs in (`timm_dan.precision`'s vocabulary, and int8 through onnxruntime)."""
+TORCH_PRECISIONS = ('auto', 'fp32', 'bf16')
 
 
 def label_names_of(model: nn.Module) -> list[str]:
@@ -55,7 +62,7 @@ class _TorchRunner:
         model = model.eval().to(device)
         if reparameterize:
             model = timm.utils.reparameterize_model(model, inplace=True)
-        self.precision = resolve_precision(precision, device, PRECISIONS)
+        self.precision = resolve_precision(precision, device, TORCH_PRECISIONS)
         self.dtype = torch.bfloat16 if self.precision == 'bf16' else torch.float32
         self.folded_batchnorms = 0
         if self.precision == 'bf16':
@@ -86,15 +93,20 @@ class _TorchRunner:
 
 
 class _OnnxRunner:
-    """onnxruntime on a file written by `timm_dan.inference.export_onnx` (labels and data config in its metadata)."""
+    """onnxruntime on a file written by `timm_dan.inference.export_onnx` or `quantize_onnx` (labels, data config and
+    precision in its metadata), on `threads` intra-op threads (default: the cores this process may use)."""
 
-    def __init__(self, path: str, providers: Optional[Sequence[str]] = None):
+    def __init__(self, path: str, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None):
         import onnxruntime as ort
-        self.session = ort.InferenceSession(str(path), providers=list(providers or ['CPUExecutionProvider']))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = resolve_threads(threads)
+        self.session = ort.InferenceSession(str(path), options,
+                                            providers=list(providers or ['CPUExecutionProvider']))
         meta = self.session.get_modelmeta().custom_metadata_map
         if ONNX_METADATA_KEY not in meta:
             raise ValueError(f'{path} has no {ONNX_METADATA_KEY!r} metadata: export it with `timm-dan export`')
         info = json.loads(meta[ONNX_METADATA_KEY])
+        self.precision = info.get('precision', 'fp32')
         self.label_names, self.data_config = info['label_names'], info['data_config']
         self.data_config['input_size'] = tuple(self.data_config['input_size'])
         self.input_name = self.session.get_inputs()[0].name
@@ -118,6 +130,25 @@ class _OnnxRunner:
         return out[0], out[1] if attention else None
 
 
+def _int8_runner(model: Union[str, nn.Module], calibration: Optional['Calibration'],
+                 threads: Optional[int]) -> _OnnxRunner:
+    """`model` exported to ONNX and quantized to int8 (calibrated on `calibration`), in onnxruntime."""
+    from .export import export_onnx
+    from .quantize import quantize_onnx
+    if calibration is None:
+        raise ValueError("precision='int8' needs calibration face crops (static quantization measures the "
+                         "activations' ranges on them): pass calibration=FOLDER or a FER data set name, or run an "
+                         "int8 .onnx written by `timm-dan export --quantize int8 --calibration FOLDER`")
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / 'model.onnx'
+        if isinstance(model, nn.Module):
+            export_onnx(model, fp32, dynamic_batch=True)
+        else:
+            fp32 = Path(model)
+        quantize_onnx(fp32, Path(tmp) / 'model.int8.onnx', calibration)
+        return _OnnxRunner(str(Path(tmp) / 'model.int8.onnx'), threads=threads)  # onnxruntime holds it in memory
+
+
 class FERPredictor:
     """Facial expression recognition on photos, folders and videos.
 
@@ -132,7 +163,9 @@ class FERPredictor:
         tta: Average the probabilities of each face and its mirror image.
         backend: 'torch' or 'onnxruntime'.
         precision: 'auto' (bf16 where the device computes it natively: CPUs with AVX-512 BF16 or AMX, GPUs with
-            bf16; fp32 elsewhere), 'bf16' or 'fp32'. bf16 folds every BatchNorm that follows a conv or Linear
+            bf16; fp32 elsewhere), 'bf16', 'fp32', or 'int8': the model exported to ONNX and quantized
+            (`quantize_onnx`, static, calibrated on `calibration`), run by onnxruntime on the CPU: the fast
+            path of CPUs without native bf16. bf16 folds every BatchNorm that follows a conv or Linear
             layer into it and casts the model to bf16 (2x the speed of fp32 on a 2-core AVX-512 BF16 CPU; top-1
             agrees with fp32 on 99.7 % of faces, probabilities move by 1e-3 on average); fp32 runs the model as
             it is.
@@ -144,6 +177,10 @@ class FERPredictor:
             CPU; more under load).
         margin: Extra border around a detector box when the face has no landmarks to align on.
         max_pixels: Decompression-bomb guard for image files (None disables it).
+        calibration: For precision='int8': face crops to calibrate on (a folder of images, a FER data set name, or
+            RGB arrays); an .onnx file that is int8 already needs none.
+        threads: Compute threads on the CPU (default: the cores this process may use, whatever OMP_NUM_THREADS
+            says; torch's setting is process-wide).
     """
 
     def __init__(
@@ -160,20 +197,29 @@ class FERPredictor:
             compile: bool = False,
             margin: float = 0.2,
             max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+            calibration: Optional['Calibration'] = None,
+            threads: Optional[int] = None,
     ):
         check_precision(precision, PRECISIONS)
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+        if compile and (backend != 'torch' or precision == 'int8'):
+            raise ValueError("compile=True needs backend='torch' and a torch precision (not int8)")
         if backend == 'torch':
             device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+            if device.type == 'cpu':
+                set_threads(threads)
             module = copy.deepcopy(model) if isinstance(model, nn.Module) else load_pretrained(model)
-            self.runner = _TorchRunner(module, device, precision, reparameterize, channels_last, compile)
+            if precision == 'int8':
+                self.runner = _int8_runner(module.eval(), calibration, threads)
+            else:
+                self.runner = _TorchRunner(module, device, precision, reparameterize, channels_last, compile)
         elif backend == 'onnxruntime':
             if isinstance(model, nn.Module):
                 raise ValueError("backend='onnxruntime' needs the path of an exported .onnx file, not a module")
-            if compile:
-                raise ValueError("compile=True needs backend='torch'")
-            self.runner = _OnnxRunner(model)
+            self.runner = _OnnxRunner(model, threads=threads)
+            if precision == 'int8' and self.runner.precision != 'int8':
+                self.runner = _int8_runner(model, calibration, threads)
         else:
             raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
         self.detector_name = detector if isinstance(detector, str) else type(detector).__name__
