@@ -39,7 +39,7 @@ TABLE = (
     ('infer_over_reference_bs1', 'the same at batch 1', {}),
     ('int8_over_reference', 'FERPredictor int8 model call / reference eval, batch N', {_FP32: '>= 3.0'}),
     ('int8_over_reference_bs1', 'the same at batch 1', {_FP32: '>= 2.0'}),
-    ('int8_over_fp32_default', 'FERPredictor int8 / its fp32 default, batch N', {_FP32: '>= 2.0'}),
+    ('int8_over_default', 'FERPredictor int8 / its default precision, batch N', {_FP32: '>= 2.0'}),
     ('train_dan_over_backbone', 'our DAN train step / timm resnet18 + CE, same settings',
      {_BF16: '>= 0.85', _FP32: '>= 0.80'}),
     ('heads_over_loop', 'heads fwd+bwd, batched / per-head loop, fp32', {_BF16: '>= 1.5', _FP32: '>= 1.2'}),
