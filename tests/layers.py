@@ -10,6 +10,7 @@ LAYERS = (
     ('timm_dan.data', 'timm_dan.losses', 'timm_dan.metrics'),
     ('timm_dan.inference', 'timm_dan.hub'),
     ('timm_dan.training',),
+    ('timm_dan.demo',),
     ('timm_dan.cli',),
 )
 """Bottom first: a module imports its own package and the layers below it only (docs/architecture.md)."""

@@ -18,7 +18,7 @@ def test_help_lists_every_command_with_its_purpose(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith('usage: timm-dan [-h] [--version] COMMAND ...')
-    assert set(COMMANDS) == {'data', 'predict', 'export', 'hub'}
+    assert set(COMMANDS) == {'data', 'predict', 'export', 'hub', 'demo'}
     listing = ' '.join(out.split('COMMAND\n', 1)[1].split('options:')[0].split())  # argparse wraps long lines
     for name, (_, help_text) in COMMANDS.items():
         assert f'{name} {help_text}' in listing, listing
@@ -28,7 +28,8 @@ def test_help_lists_every_command_with_its_purpose(capsys):
     (['data', '--help'], ['info', 'export']),
     (['hub', '--help'], ['convert-official', 'convert-backbone', 'push', 'card']),
     (['predict', '--help'], ['--detector', '--video', '--precision']),
-    (['export', '--help'], ['--format', '--output', '--opset']),
+    (['export', '--help'], ['--format', '--output', '--opset', '--static-batch']),
+    (['demo', '--help'], ['--model', '--port', '--share', '--host']),
 ])
 def test_each_command_has_its_own_options(command, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -1,19 +1,29 @@
 """`timm-dan export`: a model to ONNX, checked against PyTorch with onnxruntime."""
 import argparse
+import importlib.util
 import sys
+from pathlib import Path
+
+EXIT_OVER_TOLERANCE = 1
+EXIT_BAD_INPUT = 2
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     export = subparsers.add_parser(
         'export', help='Export a model to ONNX, checked against PyTorch with onnxruntime',
         description='Export a DAN model to ONNX (outputs: logits, and the heads\' attention maps unless '
-                    '--no-attention), then compare onnxruntime with PyTorch and print the max abs difference. '
-                    'Exit status 1 when the difference is over --tolerance.',
+                    '--no-attention; the batch dimension is dynamic unless --static-batch, as in timm\'s '
+                    'onnx_export), then compare onnxruntime with PyTorch and print the max abs difference. Exit '
+                    f'status 0 when it is within --tolerance, {EXIT_OVER_TOLERANCE} when it is over, '
+                    f'{EXIT_BAD_INPUT} when nothing was exported (the model could not be loaded, the output not '
+                    'written, onnx not installed, the exporter failed): one line naming the input.',
     )
     export.add_argument('model', metavar='MODEL', help='registered name/tag (pretrained), hf-hub: or local-dir:')
     export.add_argument('--format', default='onnx', choices=('onnx',))
     export.add_argument('--output', required=True, metavar='FILE')
-    export.add_argument('--dynamic-batch', action='store_true', help='variable batch size (default: fixed 1)')
+    batch = export.add_mutually_exclusive_group()
+    batch.add_argument('--static-batch', action='store_true', help='a fixed batch of 1 (default: any batch size)')
+    batch.add_argument('--dynamic-batch', action='store_true', help=argparse.SUPPRESS)  # the default; old scripts
     export.add_argument('--opset', type=int, default=18)
     export.add_argument('--no-attention', action='store_true', help='export the logits only')
     export.add_argument('--tolerance', type=float, default=1e-3, help='largest accepted max abs difference')
@@ -21,21 +31,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    if output.is_dir():
+        return _bad_input(f'--output {output} is a folder: give the file to write, e.g. {output / "model.onnx"}')
+    missing = [name for name in ('onnx', 'onnxruntime', 'onnxscript') if importlib.util.find_spec(name) is None]
+    if missing:
+        return _bad_input(f'exporting needs onnx, onnxruntime and onnxscript ({", ".join(missing)} not installed): '
+                          f'pip install "timm-dan[onnx]"')
     from ..inference.export import export_onnx
     from ..models.pretrained import load_pretrained
     try:
         model = load_pretrained(args.model)
     except Exception as e:
-        print(f'error: could not load model {args.model!r}: {e}', file=sys.stderr)
-        return 2
-    report = export_onnx(model, args.output, opset=args.opset, dynamic_batch=args.dynamic_batch,
-                         attention=not args.no_attention)
+        return _bad_input(f'could not load model {args.model!r}: {_one_line(e)}')
+    if not args.no_attention and not hasattr(getattr(model, 'heads', None), 'spatial_maps'):
+        return _bad_input(f'{args.model!r} ({type(model).__name__}) has no DAN attention heads to export maps from: '
+                          f'add --no-attention to export the logits only')
+    try:
+        report = export_onnx(model, output, opset=args.opset, dynamic_batch=not args.static_batch,
+                             attention=not args.no_attention)
+    except OSError as e:
+        return _bad_input(f'could not write {output}: {_one_line(e)}')
+    except Exception as e:  # the exporter's errors (an unsupported opset, an operator it cannot convert)
+        return _bad_input(f'the ONNX export of {args.model!r} (opset {args.opset}) failed: {_one_line(e)}')
     print(f'exported {args.model} -> {report.path} (input {"N" if report.dynamic_batch else 1}x'
           f'{"x".join(map(str, report.input_size))}, opset {args.opset})')
     print(f'onnxruntime vs PyTorch max abs diff: logits {report.max_abs_diff:.3g}' + (
         '' if report.max_abs_diff_attention is None else f', attention {report.max_abs_diff_attention:.3g}'))
     worst = max(report.max_abs_diff, report.max_abs_diff_attention or 0.)
     if worst > args.tolerance:
-        print(f'error: difference {worst:.3g} is over the tolerance {args.tolerance:g}', file=sys.stderr)
-        return 1
+        print(f'timm-dan export: error: difference {worst:.3g} is over the tolerance {args.tolerance:g}',
+              file=sys.stderr)
+        return EXIT_OVER_TOLERANCE
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    """The first line of an error's message (exporter errors run to pages), or its type when it has none."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _bad_input(message: str) -> int:
+    print(f'timm-dan export: error: {message}', file=sys.stderr)
+    return EXIT_BAD_INPUT

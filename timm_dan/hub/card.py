@@ -7,6 +7,7 @@ from typing import Any, Optional, Union
 from huggingface_hub import EvalResult, ModelCardData
 
 from ..data.registry import CARD_ENTRIES, CardEntry
+from ..models.pretrained import find_weights
 
 CODE_URL = 'https://github.com/yaoing/DAN'
 PAPER_URL = 'https://arxiv.org/abs/2109.07270'
@@ -180,6 +181,28 @@ def _usage(info: ModelCardInfo) -> str:
     )
 
 
+def _transformers_usage(info: ModelCardInfo) -> str:
+    """The transformers route: `pipeline` / `AutoModelForImageClassification` build the model through timm
+    (`TimmWrapperForImageClassification`), so `import timm_dan` must come first to register the architecture."""
+    name = info.repo_id or info.load_name or ''
+    if not info.repo_id and ':' in name:
+        name = name.partition(':')[2]  # hf-hub:ID -> ID, local-dir:DIR -> DIR
+    elif not info.repo_id:
+        weights = find_weights(name=name)
+        name = weights.hf_hub_id if weights else 'PATH/TO/THIS/FOLDER'
+    return (
+        '```python\n'
+        'import timm_dan  # first: transformers builds timm models by name, and this registers dan_*\n'
+        'from transformers import pipeline\n'
+        f'classifier = pipeline("image-classification", model="{name}")\n'
+        f'classifier(face, top_k={len(info.label_names)})  # a face crop (PIL image, path or URL) -> '
+        '[{"label": ..., "score": ...}]\n'
+        '```\n\n'
+        f'`AutoModelForImageClassification.from_pretrained("{name}")` with `AutoImageProcessor` works too; the '
+        'labels are `model.config.id2label`, the preprocessing is timm\'s own (the same probabilities as above).'
+    )
+
+
 def _preprocessing(info: ModelCardInfo) -> str:
     rows = []
     p = info.preprocessing
@@ -242,6 +265,8 @@ def render_model_card(info: Union[ModelCardInfo, Mapping[str, Any]]) -> str:
     if info.published:
         body += _section('Published weights', _published(info))
     body += _section('How to use', _usage(info))
+    if info.label_names:
+        body += _section('How to use with transformers', _transformers_usage(info))
     if info.label_names:
         body += _section('Labels (in output order)', '\n'.join(
             f'{i}. `{name}`' for i, name in enumerate(info.label_names)))

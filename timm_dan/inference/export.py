@@ -43,7 +43,7 @@ def export_onnx(
         model: nn.Module,
         output: Union[str, Path],
         opset: int = 18,
-        dynamic_batch: bool = False,
+        dynamic_batch: bool = True,
         attention: bool = True,
         reparameterize: bool = True,
         check_batch: int = 2,
@@ -53,7 +53,7 @@ def export_onnx(
 
     The model is copied, put in eval mode and (by default) reparameterized first. The file's metadata holds the
     label names and data config under `timm_dan`, so `FERPredictor(path, backend='onnxruntime')` can run it.
-    Without `dynamic_batch` the batch size is fixed to 1.
+    The batch dimension is dynamic (as in timm's `onnx_export`); with `dynamic_batch=False` it is fixed to 1.
     """
     import onnx
     import onnxruntime as ort
