@@ -19,11 +19,12 @@ import yaml
 from accelerate import Accelerator, DataLoaderConfiguration
 
 import timm_dan
-from timm_dan.data import DeviceNormalize, load_fer_dataset
+from timm_dan.data import decode_to_arrow, load_fer_dataset
 from timm_dan.models.pretrained import load_pretrained
 from timm_dan.precision import PRECISIONS, accelerate_mixed_precision
 from timm_dan.training import resolve_channels_last, validate
-from timm_dan.training.data import create_loader
+from timm_dan.training.config import DEVICE_DATA
+from timm_dan.training.data import create_eval_loader, wants_device_data
 from timm_dan.training.reporting import write_confusion_matrix
 
 
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--image-size', type=int, default=None, help="default: the model's input size")
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--num-workers', type=int, default=2)
+    parser.add_argument('--device-data', default='auto', choices=DEVICE_DATA,
+                        help="the decoded images on the device, resized and normalised there in batches: auto (on a "
+                             "CUDA device when they fit), on, off (DataLoader workers); as train.py's --device-data")
     parser.add_argument('--precision', default='auto', choices=PRECISIONS)
     parser.add_argument('--output-json', default=None, help='write the metrics here (and the PNG beside it)')
     return parser
@@ -74,17 +78,21 @@ def main(argv=None) -> int:
     data_config = timm.data.resolve_model_data_config(model)
     if args.image_size:
         data_config['input_size'] = (data_config['input_size'][0], args.image_size, args.image_size)
-    loader = create_loader(dataset, data_config, args.batch_size, is_training=False, num_workers=args.num_workers)
+    if wants_device_data(args.device_data, accelerator.device):
+        with accelerator.main_process_first():
+            dataset = decode_to_arrow(dataset)
+    loader, normalize, data_note = create_eval_loader(dataset, data_config, args.batch_size, args.device_data,
+                                                      accelerator.device, num_workers=args.num_workers, name=split)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model, loader = accelerator.prepare(model, loader)
-    results = validate(accelerator, model, loader, DeviceNormalize(data_config), len(label_names),
-                       channels_last=channels_last, tta=args.tta)
+    results = validate(accelerator, model, loader, normalize, len(label_names), channels_last=channels_last,
+                       tta=args.tta)
 
     if accelerator.is_main_process:
         title = f'{args.model} on {args.dataset} {split}' + (' (TTA)' if args.tta else '')
         print(title)
-        for note in notes:
+        for note in [*notes, data_note]:
             print(f'note: {note}')
         print(format_table(results, label_names))
         if args.output_json:

@@ -1,4 +1,5 @@
 """`load_fer_dataset`: any FER data set, in its official layout, as a `datasets.DatasetDict` in canonical labels."""
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -20,6 +21,7 @@ def _reader_code() -> bytes:
 
 def load_fer_dataset(name: str, data_dir: Optional[Union[str, Path]] = None, *, on_bad: str = 'error',
                      cache_dir: Optional[str] = None, return_report: bool = False,
+                     verification_mode: Optional[str] = None,
                      **options: Any) -> Union[DatasetDict, tuple[DatasetDict, Optional[FERReport]]]:
     """Load a FER data set as a `DatasetDict` whose `label` is a `ClassLabel` in canonical order (`LABELS[:K]`).
 
@@ -36,7 +38,10 @@ def load_fer_dataset(name: str, data_dir: Optional[Union[str, Path]] = None, *, 
         all:       on_bad ('error': missing or undecodable images raise `BadImagesError` listing them;
                    'skip': they are skipped with a warning), cache_dir (the `datasets` cache by default),
                    return_report (also return the `FERReport`: counts kept/dropped/missing/corrupt per split;
-                   None for synthetic)
+                   None for synthetic), verification_mode (what a cache hit checks: 'basic_checks', the default, stats
+                   the label files, the image folders and a bounded sample of images, whatever the set's size;
+                   'all_checks' re-reads the label files and stats every image; 'no_checks' trusts the cache;
+                   `$TIMM_DAN_VERIFICATION_MODE` sets the default; docs/data.md)
     """
     source = SOURCES.get(name)
     if source is None:
@@ -59,7 +64,7 @@ def load_fer_dataset(name: str, data_dir: Optional[Union[str, Path]] = None, *, 
         if not root.is_dir():
             raise layout_error(root, name)
         num_classes = options.get('num_classes', info.num_classes[-1])
-        dataset, report = build_dataset(name, source.scan(root, **options), num_classes,
+        dataset, report = build_dataset(name, partial(source.scan, root, **options), num_classes,
                                         {'root': str(root), **options}, _reader_code(), on_bad=on_bad,
-                                        cache_dir=cache_dir)
+                                        cache_dir=cache_dir, verification_mode=verification_mode)
     return (dataset, report) if return_report else dataset

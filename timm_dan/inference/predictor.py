@@ -55,10 +55,18 @@ class _TorchRunner:
 
     In bf16, every BatchNorm that follows a conv or Linear layer is first folded into it (in fp32), then the whole
     model is cast to bf16: no BatchNorm passes and no per-call weight casts, as autocast would do. Outputs are fp32.
+
+    Input: uint8 N x H x W x 3 crops (`takes_uint8`: what `FERPredictor` hands it), copied to the device from pinned
+    memory (a quarter of float32's bytes) and normalised there exactly as timm's ToTensor + Normalize would; or
+    float N x C x H x W batches, normalised already. On a CUDA device (`cuda_graphs`, default there) a batch is
+    padded to the next power of two and each such size's forward is captured once in a CUDA graph and replayed
+    afterwards: no per-call launch overhead for batch-1 streams (video), and with `compile` one compilation per size,
+    not one per new batch size.
     """
+    takes_uint8 = True
 
     def __init__(self, model: nn.Module, device: torch.device, precision: str, reparameterize: bool,
-                 channels_last: bool, compile: bool = False):
+                 channels_last: bool, compile: bool = False, cuda_graphs: Optional[bool] = None):
         model = model.eval().to(device)
         if reparameterize:
             model = timm.utils.reparameterize_model(model, inplace=True)
@@ -74,17 +82,81 @@ class _TorchRunner:
         self.model, self.device = model, device
         self.label_names = label_names_of(model)
         self.data_config = timm.data.resolve_model_data_config(model)
-        # Inductor's freezing treats the weights as constants: prepacked oneDNN weights, ReLU/add fused into convs
-        self.forward = torch.compile(self._forward, options={'freezing': True}) if compile else self._forward
+        self.mean = torch.tensor(self.data_config['mean'], dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(self.data_config['std'], dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.cuda_graphs = device.type == 'cuda' if cuda_graphs is None else cuda_graphs
+        self._graphs: dict[tuple, tuple] = {}
+        self._pinned: Optional[torch.Tensor] = None
+        # Inductor's freezing treats the weights as constants: prepacked oneDNN weights, ReLU/add fused into convs;
+        # with CUDA graphs every batch comes padded to a bucket size: static shapes, one compilation per bucket
+        options = {'dynamic': False} if self.cuda_graphs else {}
+        self.forward = torch.compile(self._forward, options={'freezing': True}, **options) if compile \
+            else self._forward
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray, attention: bool) -> tuple[np.ndarray, Optional[np.ndarray]]:
         if attention and not hasattr(getattr(self.model, 'heads', None), 'spatial_maps'):
             raise ValueError(f'{type(self.model).__name__} has no DAN attention heads to return maps from')
+        n = len(x)
+        if self.cuda_graphs:
+            try:
+                logits, maps = self._replay(x, attention)
+            except RuntimeError as e:  # a model that cannot be captured (a host sync inside, say) runs eagerly
+                _logger.warning('CUDA graph capture failed, running eagerly from now on: %s', e)
+                self.cuda_graphs, self._graphs = False, {}
+        if not self.cuda_graphs:
+            logits, maps = self.forward(self._model_input(self._host(x).to(self.device, non_blocking=True)),
+                                        attention)
+        logits = logits[:n].float().cpu().numpy()
+        return logits, None if maps is None else maps[:n].float().cpu().numpy()
+
+    def _host(self, x: np.ndarray) -> torch.Tensor:
+        """The batch as a host tensor; on a CUDA device in pinned memory (reused: the previous call has synced)."""
+        batch = torch.from_numpy(np.ascontiguousarray(x))
+        if self.device.type != 'cuda':
+            return batch
+        if self._pinned is None or self._pinned.dtype != batch.dtype or self._pinned.numel() < batch.numel():
+            self._pinned = torch.empty(batch.numel(), dtype=batch.dtype, pin_memory=True)
+        return self._pinned[:batch.numel()].view(batch.shape).copy_(batch)
+
+    def _model_input(self, x: torch.Tensor) -> torch.Tensor:
+        """A device batch as the model takes it: uint8 N x H x W x 3 normalised (as ToTensor + Normalize: / 255,
+        - mean, / std, in float32), float N x C x H x W as it is; in the model's dtype and memory format."""
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = torch.from_numpy(x).to(self.device, self.dtype, memory_format=memory_format)  # one copy at most
-        logits, maps = self.forward(x, attention)
-        return logits.float().cpu().numpy(), None if maps is None else maps.float().cpu().numpy()
+        if x.dtype == torch.uint8:
+            x = x.permute(0, 3, 1, 2).float().div_(255).sub_(self.mean).div_(self.std)
+        return x.to(self.dtype, memory_format=memory_format)
+
+    def _replay(self, x: np.ndarray, attention: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The batch through the CUDA graph of its bucket (captured on first use): copied into the graph's static
+        input, replayed, read from its static outputs."""
+        n = len(x)
+        key = (1 << max(n - 1, 0).bit_length(), x.shape[1:], x.dtype, attention)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(key)
+        graph, static_input, outputs = self._graphs[key]
+        static_input[:n].copy_(self._host(x), non_blocking=True)  # rows past n keep stale data: per-sample model
+        graph.replay()
+        return outputs
+
+    def _capture(self, key: tuple) -> tuple:
+        """Warm up (cuDNN's algorithm choice, a compilation) on a side stream, then capture one bucket's forward;
+        every bucket's graph draws on one memory pool (they never run at once)."""
+        bucket, shape, dtype, attention = key
+        static_input = torch.zeros((bucket, *shape), dtype=torch.from_numpy(np.empty(0, dtype)).dtype,
+                                   device=self.device)
+        if not self._graphs:
+            self._pool = torch.cuda.graph_pool_handle()
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self.forward(self._model_input(static_input), attention)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            outputs = self.forward(self._model_input(static_input), attention)
+        return graph, static_input, outputs
 
     def _forward(self, x: torch.Tensor, attention: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         features = self.model.forward_features(x)
@@ -321,13 +393,23 @@ class FERPredictor:
         margin = 0. if self.detector_name == 'none' else self.margin
         return crop_face(image, detection.box, self.crop_size, detection.landmarks, margin)
 
+    def _runner_input(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """The crops as the runner takes them: for a runner that normalises on its device (`takes_uint8`), uint8
+        N x H x W x 3 after the eval transform's resize and crop (exactly its ToTensor + Normalize follow there);
+        else float N x C x H x W through the whole transform."""
+        steps = _pixel_steps(self.transform, self.data_config) if getattr(self.runner, 'takes_uint8', False) else None
+        if steps is None:
+            return np.stack([self.transform(Image.fromarray(c)).numpy() for c in crops])
+        return np.stack([np.asarray(steps(Image.fromarray(c))) for c in crops])
+
     def _classify(self, crops: Sequence[np.ndarray], owners: Sequence[tuple[ImageResult, Detection]],
                   attention: bool) -> list[FaceResult]:
-        x = np.stack([self.transform(Image.fromarray(c)).numpy() for c in crops])
+        x = self._runner_input(crops)
         logits, maps = self.runner(x, attention)
         probs = _softmax(logits)
-        if self.tta:
-            probs = (probs + _softmax(self.runner(np.ascontiguousarray(x[..., ::-1]), False)[0])) / 2
+        if self.tta:  # the mirror image: the width axis of N x H x W x 3 pixels or N x C x H x W tensors
+            mirrored = x[:, :, ::-1] if x.dtype == np.uint8 else x[..., ::-1]
+            probs = (probs + _softmax(self.runner(np.ascontiguousarray(mirrored), False)[0])) / 2
         faces = []
         for i, (_, detection) in enumerate(owners):
             best = int(probs[i].argmax())
@@ -342,6 +424,22 @@ class FERPredictor:
                 crop=crops[i] if attention else None,
             ))
         return faces
+
+
+def _pixel_steps(transform: Any, data_config: dict[str, Any]) -> Optional[Any]:
+    """The steps of timm's eval transform before its ToTensor, when ToTensor and a Normalize by the data config's
+    mean and std are all that follow (then a runner may do those two on its device); else None."""
+    from timm.data.transforms import MaybeToTensor  # (timm's ToTensor does not scale to [0, 1]: not one of these)
+    from torchvision import transforms
+    steps = list(getattr(transform, 'transforms', ()))
+    to_tensor = [i for i, step in enumerate(steps) if isinstance(step, (MaybeToTensor, transforms.ToTensor))]
+    if len(to_tensor) != 1 or len(steps) != to_tensor[0] + 2 or not isinstance(steps[-1], transforms.Normalize):
+        return None
+    normalize = steps[-1]
+    if not (np.allclose(np.asarray(normalize.mean, dtype=np.float64), data_config['mean'])
+            and np.allclose(np.asarray(normalize.std, dtype=np.float64), data_config['std'])):
+        return None
+    return transforms.Compose(steps[:to_tensor[0]])
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -18,11 +18,13 @@ import yaml
 from ..precision import PRECISIONS
 
 __all__ = [
-    'TrainConfig', 'ConfigError', 'SECTIONS', 'load_config', 'parse_config', 'build_parser', 'config_to_dict',
-    'flat_config',
+    'TrainConfig', 'ConfigError', 'SECTIONS', 'DEVICE_DATA', 'load_config', 'parse_config', 'build_parser',
+    'config_to_dict', 'flat_config',
 ]
 
 SECTIONS = ('data', 'model', 'loss', 'optimisation', 'speed and precision', 'run')
+DEVICE_DATA = ('auto', 'on', 'off')
+"""`device_data` choices: where the batches are decoded and augmented (see `training.data.load_device_splits`)."""
 
 
 class ConfigError(ValueError):
@@ -61,6 +63,11 @@ class TrainConfig:
     cache_decoded: bool = _data(
         False, 'decode every image once into Arrow next to the split (datasets cache), then load raw pixels: '
         'costs H*W*3 bytes of disk per image (RAF-DB aligned: 460 MB; AffectNet at native size: tens of GB)')
+    device_data: str = _data(
+        'auto', 'the decoded images on the training device, augmented there in batches: auto (on a CUDA device '
+        'when they fit in half its free memory; decodes them into the --cache-decoded cache first), on (always, '
+        'also on a CPU; streaming from pinned host memory when they do not fit), off (DataLoader workers)',
+        choices=DEVICE_DATA)
     model: str = _model('dan_resnet18', 'timm name, name.tag, local-dir:DIR or hf-hub:ID')
     pretrained: bool = _model(False, 'start from the full DAN weights of model (fine-tuning), e.g. a local-dir: '
                               'or hf-hub: folder')
