@@ -19,6 +19,7 @@ import yaml
 from accelerate import Accelerator, DataLoaderConfiguration
 
 import timm_dan
+from timm_dan.cpu import set_threads
 from timm_dan.data import FER_DATASETS, decode_to_arrow, load_fer_dataset
 from timm_dan.models.pretrained import load_pretrained
 from timm_dan.precision import PRECISIONS, accelerate_mixed_precision
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--image-size', type=int, default=None, help="default: the model's input size")
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--num-workers', type=int, default=2)
+    parser.add_argument('--threads', type=int, default=None,
+                        help="compute threads per process (default: the cores this process may use, shared among "
+                             "the local processes, whatever accelerate launch put in OMP_NUM_THREADS)")
     parser.add_argument('--device-data', default='auto', choices=DEVICE_DATA,
                         help="the decoded images on the device, resized and normalised there in batches: auto (on a "
                              "CUDA device when they fit), on, off (DataLoader workers); as train.py's --device-data")
@@ -58,6 +62,7 @@ def main(argv=None) -> int:
         raise SystemExit(f'error: {args.dataset} has the splits {list(info.splits)}, not {split!r}')
     accelerator = Accelerator(mixed_precision=accelerate_mixed_precision(args.precision),
                               dataloader_config=DataLoaderConfiguration(non_blocking=True))
+    threads = set_threads(args.threads)
     channels_last = resolve_channels_last(None)
     try:
         model = load_pretrained(args.model).eval()
@@ -98,7 +103,7 @@ def main(argv=None) -> int:
     if accelerator.is_main_process:
         title = f'{args.model} on {args.dataset} {split}' + (' (TTA)' if args.tta else '')
         print(title)
-        for note in [*notes, data_note]:
+        for note in [*notes, data_note, f'compute threads per process: {threads}']:
             print(f'note: {note}')
         print(format_table(results, label_names))
         if args.output_json:

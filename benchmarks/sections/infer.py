@@ -1,7 +1,8 @@
 """Inference: FERPredictor's model call (its default backend, or `--predictor-*`) vs the reference in eval mode,
 at `--batch-size` and at batch 1, both from the host and back (the host-to-device copy counted): ours fed what the
 predictor feeds its runner (uint8 crops, normalised on the device; CUDA graphs there), the reference the float
-batch a plain transform makes."""
+batch a plain transform makes. Then, on the CPU, the int8 predictor (onnxruntime, calibrated on real LFW face
+crops) vs the reference and vs the default."""
 import argparse
 import time
 from collections.abc import Callable
@@ -67,3 +68,22 @@ def run(args: argparse.Namespace, results: dict) -> None:
             x = torch.randn(batch_size, 3, 224, 224, device=device)
             flops = step_flops(torch.no_grad()(lambda x=x: reference(x)))
             results['infer_gflop_per_s'] = {k: flops / v / 1e9 for k, v in seconds.items()}
+    if device.type == 'cpu':
+        int8_runner = FERPredictor(ours, detector='none', precision='int8', calibration=lfw_faces()).runner
+        for batch_size, suffix in ((args.batch_size, ''), (1, '_bs1')):
+            rounds = args.rounds * (2 if batch_size > 1 else 8)
+            int8 = infer_medians(reference, int8_runner, batch_size, device, rounds)
+            default = infer_medians(reference, runner, batch_size, device, rounds)
+            results[f'int8_images_per_s_bs{batch_size}'] = {
+                'reference': batch_size / int8['reference'], 'int8': batch_size / int8['ours'],
+                'default': batch_size / default['ours']}
+            results[f'int8_over_reference{suffix}'] = int8['reference'] / int8['ours']
+            results[f'int8_over_default{suffix}'] = default['ours'] / int8['ours']
+
+
+def lfw_faces(count: int = 128) -> list:
+    """Real face crops to calibrate on: scikit-image's LFW subset (25 x 25 gray), as RGB uint8."""
+    import numpy as np
+    from skimage.data import lfw_subset
+    faces = lfw_subset()[:100]
+    return [(np.repeat(face[..., None], 3, 2) * 255 + .5).astype(np.uint8) for face in faces[:count]]

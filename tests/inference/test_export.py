@@ -74,7 +74,8 @@ def test_an_onnx_path_is_a_model_like_any_other(dynamic_onnx, astronaut, tmp_pat
     for model in (str(dynamic_onnx.path), dynamic_onnx.path):  # a str or a Path: onnxruntime by the suffix
         predictor = FERPredictor(model, detector='haar')
         assert predictor.backend == 'onnxruntime' and repr(predictor).startswith(
-            f"FERPredictor(model='{dynamic_onnx.path}', backend='onnxruntime', classes=7, input_size=(3, 64, 64)")
+            f"FERPredictor(model='{dynamic_onnx.path}', backend='onnxruntime', precision='fp32', classes=7, "
+            "input_size=(3, 64, 64)")
         face, = predictor.predict(astronaut)[0].faces
         assert face.probs == explicit.predict(astronaut)[0].faces[0].probs
     with pytest.raises(FileNotFoundError, match=f'{tmp_path / "none.onnx"}: no such file'):
@@ -141,3 +142,17 @@ def test_export_cli_bad_inputs_are_one_line_exit_2(model_name, tmp_path, capsys)
     err = _export_error([f'local-dir:{plain}', '--output', str(tmp_path / 'r.onnx')], capsys)
     assert f"'local-dir:{plain}' (ResNet) has no DAN attention heads" in err and '--no-attention' in err
     assert not (tmp_path / 'r.onnx').exists()
+    err = _export_error([model_name, '--output', str(tmp_path / 'o.onnx'), '--opset', '3'], capsys)
+    assert '--opset 3: this exporter writes opsets 16 to' in err
+    err = _export_error([model_name, '--output', str(tmp_path / 'o.onnx'), '--quantize', 'int8'], capsys)
+    assert '--quantize int8 and --calibration DIR go together' in err
+    (tmp_path / 'a-file').write_text('')
+    err = _export_error([model_name, '--output', str(tmp_path / 'a-file' / 'o.onnx')], capsys)
+    assert f'cannot create the output folder {tmp_path / "a-file"}' in err
+    assert not (tmp_path / 'o.onnx').exists()
+
+
+def test_an_opset_the_converter_cannot_reach_is_an_error(eval_model, tmp_path):
+    with pytest.raises(ValueError, match=r'could not convert the graph to opset 15 \(it wrote 18\)'):
+        export_onnx(eval_model, tmp_path / 'old.onnx', opset=15)
+    assert not (tmp_path / 'old.onnx').exists()

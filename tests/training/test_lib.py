@@ -170,6 +170,14 @@ def test_unknown_or_mistyped_keys_are_errors(tmp_path, capsys):
     assert "invalid int value: 'big'" in capsys.readouterr().err
 
 
+def test_dataset_options_the_data_set_does_not_take_are_a_config_error():
+    from timm_dan.training.data import load_splits
+    cfg = parse_config(['--dataset-options', '{num_samples:64, image_size:32}'])  # keys, not key: value pairs
+    with pytest.raises(ConfigError, match=r"unknown options for synthetic: \['image_size:32', 'num_samples:64'\].*"
+                                          r'space after each colon'):
+        load_splits(cfg)
+
+
 def test_help_lists_the_options_section_by_section():
     help_text = build_parser().format_help()
     starts = [help_text.index(f'\n{section}:\n') for section in SECTIONS]

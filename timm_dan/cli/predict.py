@@ -63,9 +63,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument('--tta', action='store_true', help='average each face with its mirror image')
     predict.add_argument('--batch-size', type=_positive_int, default=32)
     predict.add_argument('--device', default=None)
-    predict.add_argument('--precision', default='auto', choices=('auto', 'fp32', 'bf16'),
+    predict.add_argument('--precision', default='auto', choices=('auto', 'fp32', 'bf16', 'int8'),
                          help='auto: bf16 where the device computes it natively (BatchNorms folded, weights in '
-                              'bf16), else fp32; fp32 runs the model unchanged')
+                              'bf16), else fp32; fp32 runs the model unchanged; int8: the model quantized for '
+                              'onnxruntime on the CPU (calibrated on --calibration), the fast path of CPUs without '
+                              'bf16')
+    predict.add_argument('--calibration', metavar='DIR', default=None,
+                         help='with --precision int8: face crops to calibrate on, a folder of images or a FER data '
+                              'set name (synthetic); an int8 .onnx from timm-dan export --quantize int8 needs none')
+    predict.add_argument('--threads', type=_positive_int, default=None, metavar='N',
+                         help='compute threads (default: the cores this process may use, whatever '
+                              'OMP_NUM_THREADS says)')
     predict.add_argument('--compile', action='store_true',
                          help='torch.compile the model (Inductor freezing): a minute or more to start, then faster; '
                               'for long videos and large folders')
@@ -78,6 +86,11 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.detector_model is not None and args.detector not in ('yunet', 'auto'):
         args.parser.error(f'--detector-model is a YuNet .onnx file: use it with --detector yunet or auto, '
                           f'not {args.detector}')
+    if args.calibration is not None and args.precision != 'int8':
+        args.parser.error('--calibration is for --precision int8')
+    if args.precision == 'int8' and args.calibration is None and not args.model.lower().endswith('.onnx'):
+        args.parser.error('--precision int8 needs --calibration DIR, face crops to measure the activations on '
+                          '(or an int8 .onnx from timm-dan export --quantize int8 as --model)')
     if args.video:  # OpenCV's FFmpeg backend logs its own errors; each unreadable input is reported below
         os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
     try:
@@ -98,7 +111,8 @@ def run_predict(args: argparse.Namespace) -> int:
         predictor = FERPredictor(args.model, detector=args.detector, device=args.device, batch_size=args.batch_size,
                                  tta=args.tta, precision=args.precision, compile=args.compile,
                                  detector_model=args.detector_model, min_face_score=args.min_face_score,
-                                 min_face_size=args.min_face_size)
+                                 min_face_size=args.min_face_size, calibration=args.calibration,
+                                 threads=args.threads)
     except Exception as e:
         message = e.for_cli() if isinstance(e, DetectorUnavailable) else str(e)
         print(f'error: could not set up the predictor: {message}', file=sys.stderr)

@@ -14,6 +14,7 @@ _EXPORTS = {
     'io': ('ImageLoadError', 'load_image'),
     'optimize': ('fold_batchnorms',),
     'predictor': ('FERPredictor',),
+    'quantize': ('QuantizeReport', 'calibration_faces', 'quantize_onnx'),
     'results': ('FaceResult', 'FrameResult', 'ImageResult'),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -76,6 +76,10 @@ def export_onnx(
             dynamic_shapes=dynamic_shapes, dynamo=True, verbose=False,
         )
     proto = program.model_proto
+    written = next(o.version for o in proto.opset_import if o.domain in ('', 'ai.onnx'))
+    if written != opset:  # torch keeps opset 18 when onnx's converter cannot go down to the one asked
+        raise ValueError(f'the exporter could not convert the graph to opset {opset} (it wrote {written}): use '
+                         f'{written} or an opset it converts to (16 and up)')
     meta = {
         'label_names': label_names_of(model),
         'data_config': {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()},

@@ -3,9 +3,10 @@ import copy
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import cv2
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from ..cpu import resolve_threads, set_threads
 from ..labels import LABELS
 from ..models.pretrained import load_pretrained
 from ..precision import check_precision, resolve_precision
@@ -23,6 +25,9 @@ from .io import DEFAULT_MAX_PIXELS, ImageInput, ImageLoadError, describe_file, e
 from .optimize import fold_batchnorms
 from .results import FaceResult, FrameResult, ImageResult
 
+if TYPE_CHECKING:
+    from .quantize import Calibration
+
 __all__ = ['FERPredictor', 'label_names_of', 'ONNX_METADATA_KEY']
 
 _logger = logging.getLogger(__name__)
@@ -30,8 +35,9 @@ _logger = logging.getLogger(__name__)
 ONNX_METADATA_KEY = 'timm_dan'
 """ONNX metadata entry (JSON) holding the label names and data config of an exported model."""
 
-PRECISIONS = ('auto', 'fp32', 'bf16')
-"""The precisions the predictor runs in (`timm_dan.precision`'s vocabulary)."""
+PRECISIONS = ('auto', 'fp32', 'bf16', 'int8')
+"""The precisions the predictor runs in (`timm_dan.precision`'s vocabulary, and int8 through onnxruntime)."""
+TORCH_PRECISIONS = ('auto', 'fp32', 'bf16')
 BACKENDS = ('torch', 'onnxruntime')
 
 
@@ -66,7 +72,7 @@ class _TorchRunner:
         model = model.eval().to(device)
         if reparameterize:
             model = timm.utils.reparameterize_model(model, inplace=True)
-        self.precision = resolve_precision(precision, device, PRECISIONS)
+        self.precision = resolve_precision(precision, device, TORCH_PRECISIONS)
         self.dtype = torch.bfloat16 if self.precision == 'bf16' else torch.float32
         self.folded_batchnorms = 0
         if self.precision == 'bf16':
@@ -161,17 +167,23 @@ class _TorchRunner:
 
 
 class _OnnxRunner:
-    """onnxruntime on a file written by `timm_dan.inference.export_onnx` (labels and data config in its metadata)."""
+    """onnxruntime on a file written by `timm_dan.inference.export_onnx` or `quantize_onnx` (labels, data config and
+    precision in its metadata), on `threads` intra-op threads (default: the cores this process may use)."""
 
-    def __init__(self, path: Union[str, os.PathLike], providers: Optional[Sequence[str]] = None):
+    def __init__(self, path: Union[str, os.PathLike], providers: Optional[Sequence[str]] = None,
+                 threads: Optional[int] = None):
         import onnxruntime as ort
         if not Path(path).is_file():
             raise FileNotFoundError(f'{path}: no such file (an ONNX model written by `timm-dan export`)')
-        self.session = ort.InferenceSession(str(path), providers=list(providers or ['CPUExecutionProvider']))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = resolve_threads(threads)
+        self.session = ort.InferenceSession(str(path), options,
+                                            providers=list(providers or ['CPUExecutionProvider']))
         meta = self.session.get_modelmeta().custom_metadata_map
         if ONNX_METADATA_KEY not in meta:
             raise ValueError(f'{path} has no {ONNX_METADATA_KEY!r} metadata: export it with `timm-dan export`')
         info = json.loads(meta[ONNX_METADATA_KEY])
+        self.precision = info.get('precision', 'fp32')
         self.label_names, self.data_config = info['label_names'], info['data_config']
         self.data_config['input_size'] = tuple(self.data_config['input_size'])
         self.input_name = self.session.get_inputs()[0].name
@@ -195,6 +207,25 @@ class _OnnxRunner:
         return out[0], out[1] if attention else None
 
 
+def _int8_runner(model: Union[str, nn.Module], calibration: Optional['Calibration'],
+                 threads: Optional[int]) -> _OnnxRunner:
+    """`model` exported to ONNX and quantized to int8 (calibrated on `calibration`), in onnxruntime."""
+    from .export import export_onnx
+    from .quantize import quantize_onnx
+    if calibration is None:
+        raise ValueError("precision='int8' needs calibration face crops (static quantization measures the "
+                         "activations' ranges on them): pass calibration=FOLDER or a FER data set name, or run an "
+                         "int8 .onnx written by `timm-dan export --quantize int8 --calibration FOLDER`")
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / 'model.onnx'
+        if isinstance(model, nn.Module):
+            export_onnx(model, fp32, dynamic_batch=True)
+        else:
+            fp32 = Path(model)
+        quantize_onnx(fp32, Path(tmp) / 'model.int8.onnx', calibration)
+        return _OnnxRunner(str(Path(tmp) / 'model.int8.onnx'), threads=threads)  # onnxruntime holds it in memory
+
+
 class FERPredictor:
     """Facial expression recognition on photos, folders and videos.
 
@@ -215,7 +246,9 @@ class FERPredictor:
         tta: Average the probabilities of each face and its mirror image.
         backend: 'torch' or 'onnxruntime'; default: onnxruntime for an `.onnx` path, else torch.
         precision: 'auto' (bf16 where the device computes it natively: CPUs with AVX-512 BF16 or AMX, GPUs with
-            bf16; fp32 elsewhere), 'bf16' or 'fp32'. bf16 folds every BatchNorm that follows a conv or Linear
+            bf16; fp32 elsewhere), 'bf16', 'fp32', or 'int8': the model exported to ONNX and quantized
+            (`quantize_onnx`, static, calibrated on `calibration`), run by onnxruntime on the CPU: the fast
+            path of CPUs without native bf16. bf16 folds every BatchNorm that follows a conv or Linear
             layer into it and casts the model to bf16 (2x the speed of fp32 on a 2-core AVX-512 BF16 CPU; top-1
             agrees with fp32 on 99.7 % of faces, probabilities move by 1e-3 on average); fp32 runs the model as
             it is.
@@ -227,6 +260,10 @@ class FERPredictor:
             CPU; more under load).
         margin: Extra border around a detector box when the face has no landmarks to align on.
         max_pixels: Decompression-bomb guard for image files (None disables it).
+        calibration: For precision='int8': face crops to calibrate on (a folder of images, a FER data set name, or
+            RGB arrays); an .onnx file that is int8 already needs none.
+        threads: Compute threads on the CPU (default: the cores this process may use, whatever OMP_NUM_THREADS
+            says; torch's setting is process-wide).
     """
 
     def __init__(
@@ -246,6 +283,8 @@ class FERPredictor:
             detector_model: Optional[Union[str, os.PathLike]] = None,
             min_face_score: Optional[float] = None,
             min_face_size: Optional[float] = None,
+            calibration: Optional['Calibration'] = None,
+            threads: Optional[int] = None,
     ):
         check_precision(precision, PRECISIONS)
         if batch_size < 1:
@@ -254,21 +293,28 @@ class FERPredictor:
         backend = backend or ('onnxruntime' if is_onnx else 'torch')
         if backend not in BACKENDS:
             raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
+        if compile and (backend != 'torch' or precision == 'int8'):
+            raise ValueError("compile=True needs backend='torch' and a torch precision (not int8)")
         self.model_name = type(model).__name__ if isinstance(model, nn.Module) else str(model)
         if backend == 'torch':
             if is_onnx:
                 raise ValueError(f"{model} is an ONNX file: it runs with backend='onnxruntime' (the default for "
                                  f".onnx paths)")
             device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+            if device.type == 'cpu':
+                set_threads(threads)
             module = copy.deepcopy(model) if isinstance(model, nn.Module) else load_pretrained(_model_name(model))
-            self.runner = _TorchRunner(module, device, precision, reparameterize, channels_last, compile)
+            if precision == 'int8':
+                self.runner = _int8_runner(module.eval(), calibration, threads)
+            else:
+                self.runner = _TorchRunner(module, device, precision, reparameterize, channels_last, compile)
         else:
             if isinstance(model, nn.Module):
                 raise ValueError("backend='onnxruntime' needs the path of an exported .onnx file, not a module")
-            if compile:
-                raise ValueError("compile=True needs backend='torch'")
-            self.runner = _OnnxRunner(model)
-        self.backend = backend
+            self.runner = _OnnxRunner(model, threads=threads)
+            if precision == 'int8' and self.runner.precision != 'int8':
+                self.runner = _int8_runner(model, calibration, threads)
+        self.backend = 'onnxruntime' if isinstance(self.runner, _OnnxRunner) else 'torch'
         self._keep: Optional[tuple[float, float]] = None  # thresholds a caller's detector gets from the predictor
         if isinstance(detector, str):
             self.detector_name = detector
@@ -291,7 +337,8 @@ class FERPredictor:
 
     def __repr__(self) -> str:
         runner = self.runner
-        device = f"device='{runner.device}', precision='{runner.precision}', " if self.backend == 'torch' else ''
+        device = f"device='{runner.device}', " if self.backend == 'torch' else ''
+        device += f"precision='{runner.precision}', "
         detector = (f"detector='{type(self.detector).__name__}'" if self.detector_name == 'auto'
                     else f"detector='{self.detector_name}'")
         thresholds = ''.join(f', {name}={value}' for name, value in (

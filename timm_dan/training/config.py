@@ -98,6 +98,9 @@ class TrainConfig:
                             choices=PRECISIONS)
     channels_last: Optional[bool] = _speed(None, 'None: on (faster on CPUs with oneDNN and on GPUs)')
     compile: bool = _speed(False, 'torch.compile the model and the loss')
+    threads: Optional[int] = _speed(None, 'torch compute threads per process; None: the cores this process may use '
+                                    '(CPU affinity, cgroup quota) divided among the local processes, whatever '
+                                    'OMP_NUM_THREADS says (accelerate launch sets it to 1 without a GPU)')
     seed: int = _run(42)
     deterministic: bool = _run(False, 'deterministic kernels, and dropout reseeded per step (bit-identical resume)')
     output_dir: Optional[str] = _run(None, 'the run\'s folder (None: runs/<dataset>)')

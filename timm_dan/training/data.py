@@ -58,7 +58,11 @@ def load_splits(cfg: TrainConfig, device: Optional[Union[str, torch.device]] = N
             raise ConfigError(f'dataset {cfg.dataset!r} needs --data-dir (the folder unpacked as distributed)')
         if not Path(cfg.data_dir).is_dir():
             raise FileNotFoundError(f'--data-dir {cfg.data_dir} does not exist or is not a folder')
-    data = load_fer_dataset(cfg.dataset, cfg.data_dir, **cfg.dataset_options)
+    try:
+        data = load_fer_dataset(cfg.dataset, cfg.data_dir, **cfg.dataset_options)
+    except TypeError as e:  # an option the data set does not take
+        raise ConfigError(f'dataset_options {cfg.dataset_options}: {e} (YAML needs a space after each colon: '
+                          f'"{{num_samples: 512}}")') from e
     label_names = list(data[next(iter(data))].features['label'].names)
     if len(label_names) != cfg.num_classes:
         raise ConfigError(

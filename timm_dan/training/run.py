@@ -18,6 +18,7 @@ from accelerate.utils import gather_object, set_seed
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 
+from ..cpu import set_threads
 from ..models.pretrained import load_pretrained
 from ..precision import accelerate_mixed_precision
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -93,6 +94,7 @@ def setup_run(cfg: TrainConfig) -> TrainRun:
         dataloader_config=DataLoaderConfiguration(non_blocking=True),  # from pinned memory: copies overlap compute
     )
     channels_last = resolve_channels_last(cfg.channels_last)
+    set_threads(cfg.threads)
     set_seed(cfg.seed, deterministic=cfg.deterministic)
 
     micro_batch, _ = split_batch_size(cfg, accelerator.num_processes)
@@ -159,7 +161,8 @@ def resume_or_start(run: TrainRun) -> None:
         f'Training {cfg.model} on {cfg.dataset} ({len(run.splits["train"])} train / '
         f'{len(run.splits["validation"])} validation images, {run.splits.split_names["validation"]}) for '
         f'{cfg.epochs} epochs on {accelerator.num_processes} x {accelerator.device}, precision {precision}, '
-        f'channels_last {run.channels_last}, global batch {cfg.batch_size}')
+        f'channels_last {run.channels_last}, global batch {cfg.batch_size}; per process: threads '
+        f'{torch.get_num_threads()}, data workers {cfg.num_workers}')
 
 
 def record_epoch(run: TrainRun, epoch: int, train_metrics: dict[str, float], val_metrics: dict[str, Any]) -> bool:
