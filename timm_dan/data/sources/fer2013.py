@@ -8,7 +8,7 @@ import numpy as np
 from datasets import Value
 
 from ...labels import FER2013
-from ..builder import SourceScan, layout_error
+from ..builder import SourceScan, check_inside, layout_error
 from ._parse import label_code, parse
 from .base import NON_COMMERCIAL, CardEntry, FERDatasetInfo, FERSource
 
@@ -19,6 +19,7 @@ def csv_rows(path: Path, header: tuple, name: str) -> Iterator[tuple[int, list[s
     """(line number, cells) of a csv whose first line must start with `header`."""
     if not path.is_file():
         raise layout_error(path, name)
+    check_inside(path.parent, path)
     with open(path, newline='', encoding='utf-8-sig') as f:
         reader = csv.reader(f)
         first = next(reader, [])
