@@ -1,5 +1,4 @@
 """AffectNet, either release: the full one (csv lists + face boxes) or the compact one (images + .npy annotations)."""
-import csv
 from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
@@ -9,7 +8,7 @@ from datasets import Sequence, Value
 
 from ...labels import AFFECTNET
 from ..builder import SourceScan, check_inside, inside_data_dir, layout_error, list_images
-from ._parse import code, parse
+from ._parse import code, csv_lines, parse, read_npy
 from .base import NON_COMMERCIAL, CardEntry, FERDatasetInfo, FERSource
 
 FULL_LISTS = 'Manually_Annotated_file_lists'
@@ -61,7 +60,7 @@ def _scan_full(root: Path, num_classes: int) -> SourceScan:
         files.append(path)
         records, dropped[split] = [], Counter()
         with open(path, newline='', encoding='utf-8-sig') as f:
-            for line_no, row in enumerate(csv.reader(f), 1):
+            for line_no, row in csv_lines(f, path):
                 if not row or (line_no == 1 and row[0] == COLUMNS[0]):  # the header is optional
                     continue
                 if len(row) != len(COLUMNS):
@@ -90,7 +89,7 @@ def _npy(path: Path, root: Path) -> Optional[np.ndarray]:
         return None
     inside_data_dir(root, path.parent, path.name, str(path))
     try:
-        value = np.load(path, allow_pickle=False)
+        value = read_npy(path)
         if value.dtype.kind in 'US':
             text = str(value.reshape(-1)[0] if value.size == 1 else ' '.join(map(str, value.ravel())))
             value = np.array(text.replace(';', ' ').replace(',', ' ').split(), dtype=np.float64)

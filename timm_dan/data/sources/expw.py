@@ -7,7 +7,7 @@ from datasets import Sequence, Value
 
 from ...labels import EXPW
 from ..builder import SourceScan, check_inside, inside_data_dir, layout_error
-from ._parse import label_code, parse
+from ._parse import label_code, parse, text_lines
 from .base import NON_COMMERCIAL, CardEntry, FERDatasetInfo, FERSource
 
 LABEL_FILE = 'label/label.lst'
@@ -38,7 +38,7 @@ def scan(root: Path, seed: int, split_fractions: tuple[float, float, float]) -> 
     if len(split_fractions) != len(SPLITS) or min(split_fractions) < 0 or sum(split_fractions) <= 0:
         raise ValueError(f'expw: split_fractions must be three non-negative numbers, got {split_fractions}')
     records = []
-    for line_no, line in enumerate(label_file.read_text(encoding='utf-8-sig').splitlines(), 1):
+    for line_no, line in enumerate(text_lines(label_file), 1):
         if not line.strip():
             continue
         parts = line.split()

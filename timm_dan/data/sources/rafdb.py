@@ -6,7 +6,7 @@ from datasets import Value
 
 from ...labels import RAFDB
 from ..builder import SourceScan, check_inside, inside_data_dir, layout_error
-from ._parse import label_code
+from ._parse import label_code, text_lines
 from .base import NON_COMMERCIAL, CardEntry, FERDatasetInfo, FERSource
 
 LABEL_FILE = 'EmoLabel/list_patition_label.txt'  # sic: the distributed file name
@@ -19,7 +19,7 @@ def scan(root: Path, aligned: bool) -> SourceScan:
             raise layout_error(path, 'rafdb')
     check_inside(root, label_file, image_dir)
     splits = {'train': [], 'test': []}
-    for line_no, line in enumerate(label_file.read_text(encoding='utf-8-sig').splitlines(), 1):
+    for line_no, line in enumerate(text_lines(label_file), 1):
         if not line.strip():
             continue
         parts = line.split()
