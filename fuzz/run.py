@@ -28,14 +28,15 @@ INSTRUMENTED = ('timm_dan', 'yaml', 'PIL', 'numpy.lib.format', 'csv', 'json')
 def _worker(name: str, seconds: int, max_len: int, runs: int) -> None:
     import atheris
 
+    work, seeds, regressions = (HERE / '.work' / name, HERE / 'corpus' / name, HERE / 'regressions' / name)
     with atheris.instrument_imports(include=list(INSTRUMENTED)):
         from fuzz.targets import TARGETS
         target = TARGETS[name]
-        try:
-            target.check(b'')  # imports every module the target reaches, while instrumenting
-        except Exception:  # noqa: BLE001 - a finding on the empty input: the fuzzer reports it in order
-            pass
-    work, seeds, regressions = (HERE / '.work' / name, HERE / 'corpus' / name, HERE / 'regressions' / name)
+        for seed in [b''] + [p.read_bytes() for p in sorted(seeds.glob('*'))]:
+            try:  # imports every module the target reaches (Pillow's plugins, say) while instrumenting
+                target.check(seed)
+            except Exception:  # noqa: BLE001 - a finding: the fuzzer reports it in order
+                pass
     for folder in (work, regressions):
         folder.mkdir(parents=True, exist_ok=True)
     args = [sys.argv[0], str(work), *(str(f) for f in (seeds, regressions) if f.is_dir()),

@@ -101,5 +101,10 @@ def read_npy(path: Path, max_values: int = NPY_MAX_VALUES) -> np.ndarray:
         if remaining != count * dtype.itemsize:
             raise ValueError(f'{path}: the header announces {count * dtype.itemsize:,} bytes of data, the file holds '
                              f'{remaining:,}')
-        data = np.frombuffer(f.read(remaining), dtype=dtype, count=count)
+        raw = f.read(remaining)
+    if dtype.kind == 'U':  # UTF-32 code units: beyond U+10FFFF numpy cannot make them a str
+        order = dtype.byteorder if dtype.byteorder in '<>' else '='
+        if (np.frombuffer(raw, dtype=np.dtype('u4').newbyteorder(order)) > 0x10FFFF).any():
+            raise ValueError(f'{path}: text with characters beyond U+10FFFF')
+    data = np.frombuffer(raw, dtype=dtype, count=count)
     return data.reshape(shape[::-1]).T if fortran_order else data.reshape(shape)

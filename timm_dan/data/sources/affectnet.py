@@ -88,14 +88,15 @@ def _npy(path: Path, root: Path) -> Optional[np.ndarray]:
     if not path.is_file():
         return None
     inside_data_dir(root, path.parent, path.name, str(path))
-    try:
-        value = read_npy(path)
-        if value.dtype.kind in 'US':
-            text = str(value.reshape(-1)[0] if value.size == 1 else ' '.join(map(str, value.ravel())))
+    value = read_npy(path)  # its errors name the file
+    if value.dtype.kind in 'US':
+        text = str(value.reshape(-1)[0] if value.size == 1 else ' '.join(map(str, value.ravel())))
+        try:
             value = np.array(text.replace(';', ' ').replace(',', ' ').split(), dtype=np.float64)
-        return value.astype(np.float64).ravel()
-    except ValueError as e:
-        raise ValueError(f'{path}: expected a number (or numbers) stored with numpy.save: {e}') from None
+        except ValueError:
+            raise ValueError(f'{path}: expected a number (or numbers) stored with numpy.save, got the text '
+                             f'{text[:80]!r}') from None
+    return value.astype(np.float64).ravel()
 
 
 def _scan_compact(root: Path, num_classes: int) -> SourceScan:
