@@ -198,7 +198,7 @@ def read_model_config(folder: os.PathLike, name: str = 'config.json') -> dict[st
         raise ModelConfigError(f'{path}: {path.stat().st_size:,} bytes, too large for a config.json')
     try:
         config = json.loads(path.read_bytes().decode('utf-8'))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # bad UTF-8, bad JSON, an integer of > 4300 digits; deep nesting
         raise ModelConfigError(f'{path}: not valid JSON ({str(e)[:200]})') from None
     return check_model_config(config, str(path))
 
