@@ -9,7 +9,7 @@ Each target starts from its seed corpus (`fuzz/corpus/<target>/`, committed) and
 `fuzz/.work/<target>/` (not committed). A crash (an exception the target does not allow) is written to
 `fuzz/regressions/<target>/crash-<sha1>` and ends that target's run; fix it, keep the file, and
 `tests/fuzz/test_corpus.py` replays it in CI with the rest of the corpus (seconds, no atheris needed).
-Needs `pip install atheris` (Linux and macOS wheels for CPython 3.8-3.12).
+Needs atheris (`pip install -e ".[fuzz]"`; Linux and macOS).
 """
 import argparse
 import json
