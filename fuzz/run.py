@@ -13,9 +13,11 @@ Needs atheris (`pip install -e ".[fuzz]"`; Linux and macOS).
 """
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,9 +60,10 @@ def _campaign(names: list[str], seconds: int, max_len: int) -> list[dict]:
         regressions = HERE / 'regressions' / name
         before = set(regressions.glob('*')) if regressions.is_dir() else set()
         start = time.time()
-        proc = subprocess.run([sys.executable, '-m', 'fuzz.run', '--worker', name, '--seconds', str(seconds),
-                               '--max-len', str(max_len)], cwd=REPO, capture_output=True, text=True,
-                              timeout=seconds + 600)
+        with tempfile.TemporaryDirectory(prefix=f'timm-dan-fuzz-{name}-') as tmp:  # libFuzzer exits without atexit
+            proc = subprocess.run([sys.executable, '-m', 'fuzz.run', '--worker', name, '--seconds', str(seconds),
+                                   '--max-len', str(max_len)], cwd=REPO, capture_output=True, text=True,
+                                  timeout=seconds + 600, env={**os.environ, 'TMPDIR': tmp})
         log = proc.stdout + proc.stderr
         (HERE / '.work').mkdir(exist_ok=True)
         (HERE / '.work' / f'{name}.log').write_text(log)
