@@ -5,7 +5,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / 'timm_dan'
 
 LAYERS = (
-    ('timm_dan.labels', 'timm_dan.precision', 'timm_dan.cpu', 'timm_dan._deprecation', 'timm_dan.version'),
+    ('timm_dan.labels', 'timm_dan.precision', 'timm_dan.cpu', 'timm_dan._deprecation', 'timm_dan.version',
+     'timm_dan.files'),
     ('timm_dan.models',),
     ('timm_dan.data', 'timm_dan.losses', 'timm_dan.metrics'),
     ('timm_dan.inference', 'timm_dan.hub'),

@@ -4,17 +4,23 @@
     accelerate launch train_scripts/train.py --config train_scripts/configs/rafdb.yaml \\
         --data-dir /data/RAF-DB/basic --output-dir runs/rafdb [--epochs 2 --batch-size 64 --seed 1 ...]
     accelerate launch train_scripts/train.py --output-dir runs/rafdb --config ... --resume
+    accelerate launch --multi_gpu --num_processes 8 --max_restarts 3 train_scripts/train.py ... --resume auto
 
 Without --config, train_scripts/configs/synthetic.yaml is used. Every config key is also a command-line option
 (--help lists them by section); those given override the config file. Writes metrics.jsonl, the best epoch's
-confusion matrix, checkpoints/ and best/ (a timm Hub folder) in --output-dir.
+confusion matrix, checkpoints/ and best/ (a timm Hub folder) in --output-dir. `--resume auto` continues from the
+newest complete checkpoint when there is one (so a run that torch elastic restarts after a process died picks up
+where it was), and starts afresh otherwise. A process whose peers died or hang stops after --ddp-timeout seconds.
 """
 import sys
 from pathlib import Path
 
+from timm_dan.files import DiskFullError
 from timm_dan.training import (
+    CheckpointError,
     ConfigError,
     finish_run,
+    lost_processes_message,
     parse_config,
     record_epoch,
     resume_or_start,
@@ -52,3 +58,12 @@ if __name__ == '__main__':
     except (ConfigError, FileNotFoundError) as e:  # bad input: a message, not a traceback
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
+    except (DiskFullError, CheckpointError) as e:  # the previous checkpoint and best/ are intact
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(1)
+    except RuntimeError as e:  # the other processes died or hang: one clear line, not a wall of tracebacks
+        message = lost_processes_message(e)
+        if message is None:
+            raise
+        print(f'error: {message}', file=sys.stderr, flush=True)
+        sys.exit(3)

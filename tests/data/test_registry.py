@@ -47,14 +47,15 @@ def test_hub_card_table_is_the_sources_entries_plus_the_backbones():
     from timm_dan.hub import DATASETS, DatasetInfo
 
     assert DatasetInfo is CardEntry
-    assert DATASETS == {**CARD_ENTRIES, 'ms-celeb-1m': DATASETS['ms-celeb-1m']}
+    assert DATASETS == {**CARD_ENTRIES, 'ms-celeb-1m': DATASETS['ms-celeb-1m'], 'synthetic': DATASETS['synthetic']}
     assert sorted(CARD_ENTRIES) == ['affectnet7', 'affectnet8', 'expw', 'fer2013', 'ferplus', 'rafdb', 'sfew']
     assert CARD_ENTRIES == {key: entry for source in SOURCES.values() for key, entry in source.cards.items()}
     affectnet = SOURCES['affectnet'].cards
     assert [(e.name, e.hub_id, e.config) for e in affectnet.values()] == [
         ('AffectNet (7 classes)', 'affectnet', '7-class'), ('AffectNet (8 classes)', 'affectnet', '8-class')]
     assert DATASETS['rafdb'].hub_id == 'raf-db' and DATASETS['rafdb'].eval_split == 'test'
-    assert all('non-commercial' in entry.license for entry in DATASETS.values())
+    assert all('non-commercial' in entry.license for entry in CARD_ENTRIES.values())  # the FER sets
+    assert 'MIT' in DATASETS['synthetic'].license and DATASETS['synthetic'].hub_id == ''
 
 
 def test_data_imports_only_the_vocabulary_below_it():

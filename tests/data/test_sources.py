@@ -8,6 +8,7 @@ from PIL import Image
 
 from timm_dan import LABELS
 from timm_dan.data import FER_DATASETS, BadImagesError, load_fer_dataset
+from timm_dan.data.sources._parse import NPY_MAX_VALUES, read_npy
 
 NEUTRAL, HAPPY, SAD, SURPRISE, FEAR, DISGUST, ANGER, CONTEMPT = range(8)
 
@@ -235,6 +236,28 @@ def test_affectnet_compact_bad_annotation(affectnet_compact, tmp_path):
     np.save(affectnet_compact / 'val_set' / 'annotations' / '1_exp.npy', np.array('happy'))
     with pytest.raises(ValueError, match=r'1_exp.npy: expected a number'):
         _load('affectnet', affectnet_compact, tmp_path)
+
+
+def test_npy_annotations_are_checked_from_the_header(tmp_path):
+    """Objects (pickles), arrays larger than an annotation, a header that lies about the data's size and text
+    that is not Unicode are refused, naming the file, before the data is read."""
+    path = tmp_path / '0_exp.npy'
+    np.save(path, np.array([3, 'x'], dtype=object))
+    with pytest.raises(ValueError, match=r'0_exp.npy: expected numbers or text, got dtype object'):
+        read_npy(path)
+    np.save(path, np.zeros(NPY_MAX_VALUES + 1, dtype=np.uint8))
+    with pytest.raises(ValueError, match=r'0_exp.npy: 4,097 values of shape \(4097,\)'):
+        read_npy(path)
+    np.save(path, np.arange(4, dtype=np.int64))
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(ValueError, match=r'0_exp.npy: the header announces 32 bytes of data, the file holds 24'):
+        read_npy(path)
+    np.save(path, np.array('3'))
+    path.write_bytes(path.read_bytes()[:-4] + (0x110000).to_bytes(4, 'little'))  # no such code point
+    with pytest.raises(ValueError, match=r'0_exp.npy: text with characters beyond U\+10FFFF'):
+        read_npy(path)
+    np.save(path, np.array('3'))
+    assert read_npy(path) == np.array('3')
 
 
 def test_affectnet_unknown_layout(tmp_path):

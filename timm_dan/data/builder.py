@@ -40,8 +40,9 @@ from PIL import Image as PILImage
 
 from ..labels import canonical_names
 
-__all__ = ['SourceScan', 'FERReport', 'BadImagesError', 'build_dataset', 'layout_error', 'VERIFICATION_MODES',
-           'VERIFICATION_ENV', 'SAMPLED_IMAGES', 'resolve_verification_mode']
+__all__ = ['SourceScan', 'FERReport', 'BadImagesError', 'OutsideDataDirError', 'build_dataset', 'layout_error',
+           'inside_data_dir', 'check_inside', 'VERIFICATION_MODES', 'VERIFICATION_ENV', 'SAMPLED_IMAGES',
+           'resolve_verification_mode']
 
 CACHE_VERSION = 1
 _IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -105,11 +106,49 @@ def layout_error(path: Path, name: str) -> FileNotFoundError:
     return FileNotFoundError(f'{name}: {path} not found. Expected the official layout:\n{FER_DATASETS[name].layout}')
 
 
-def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
+class OutsideDataDirError(ValueError):
+    """A label file names (or a folder holds) a path that leads out of the data set's folder; it is never opened."""
+
+
+def inside_data_dir(root: Path, base: Path, name: str, where: str) -> Path:
+    """`base / name`, where `name` comes from a label file (`where` = its 'file:line') and `base` is a folder
+    inside the data directory `root`; refused with an `OutsideDataDirError` naming `where` if `name` is absolute,
+    climbs out with '..', or the path leads through a symlink to anything outside `root`. Only lstat/readlink
+    touch the path here: nothing outside `root` is opened."""
+    if '\x00' in name:
+        raise OutsideDataDirError(f'{where}: the path {name!r} contains a NUL character')
+    if Path(name).is_absolute():
+        raise OutsideDataDirError(f'{where}: {name!r} is an absolute path; expected a path relative to {base}')
+    if '..' in Path(name).parts:
+        raise OutsideDataDirError(f"{where}: {name!r} climbs out of {base} with '..'; expected a path inside it")
+    path = base / name
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise OutsideDataDirError(
+            f'{where}: {path} leads through a symlink to {real}, outside the data directory {root}. Only files '
+            f'inside it are read: copy or bind-mount them into it, or pass the folder they are in as data_dir')
+    return path
+
+
+def check_inside(root: Path, *paths: Path) -> None:
+    """The official files and folders of a layout (`root / 'EmoLabel/...'`) must not be symlinks out of `root`."""
+    for path in paths:
+        inside_data_dir(root, root, str(path.relative_to(root)), str(path))
+
+
+def list_images(folder: Path, root: Optional[Path] = None) -> tuple[list[Path], list[Path]]:
     """Image files and other files in a folder, sorted by name (one listing; no stat per file where the file system
-    reports entry types)."""
+    reports entry types); with `root`, the folder or an image that is a symlink out of the data directory `root`
+    is an `OutsideDataDirError` naming it (only symlinks are resolved: a million plain files cost no more)."""
+    if root is not None and folder != root:
+        inside_data_dir(root, folder.parent, folder.name, str(folder))
     with os.scandir(folder) as entries:
-        files = sorted(Path(entry.path) for entry in entries if entry.is_file())
+        found = sorted((Path(entry.path), entry.is_symlink()) for entry in entries if entry.is_file())
+    files = [path for path, _ in found]
+    if root is not None:
+        for path, link in found:
+            if link and path.suffix.lower() in _IMAGE_SUFFIXES:
+                inside_data_dir(root, folder, path.name, str(path))
     images = [p for p in files if p.suffix.lower() in _IMAGE_SUFFIXES]
     return images, [p for p in files if p.suffix.lower() not in _IMAGE_SUFFIXES]
 

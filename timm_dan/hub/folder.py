@@ -13,6 +13,8 @@ import timm
 import torch
 from huggingface_hub import ModelCard
 
+from ..files import disk_full_error, fsync_tree
+from ..models.guards import read_model_config
 from .card import ModelCardInfo, render_model_card
 
 CONFIG_NAME = 'config.json'
@@ -117,9 +119,15 @@ def save_model_folder(
         (tmp / CARD_NAME).write_text(render_model_card(info), encoding='utf-8')
         for f in tmp.iterdir():  # safetensors writes 0600 files; give them the folder's permissions
             f.chmod(tmp.stat().st_mode & 0o666)
+        fsync_tree(tmp)  # on disk before the rename: a power cut leaves the old folder or the whole new one
         _replace_dir(tmp, output_dir, overwrite)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        needed = sum(t.numel() * t.element_size() for t in model.state_dict().values()) + (64 << 10)
+        kept = 'The previous folder there is intact.' if output_dir.exists() else ''
+        full = disk_full_error(e, output_dir, needed, 'a model folder', kept) if isinstance(e, Exception) else None
+        if full is not None:
+            raise full from e
         raise
     return output_dir
 
@@ -140,8 +148,10 @@ def check_model_folder(folder: Union[str, Path], require_card: bool = False) -> 
 
 
 def load_model_folder(folder: Union[str, Path], **kwargs: Any) -> torch.nn.Module:
-    """`timm.create_model("local-dir:FOLDER", pretrained=True)`, after checking the folder holds its files."""
+    """`timm.create_model("local-dir:FOLDER", pretrained=True)`, after checking the folder holds its files and a
+    config.json of the expected types and sizes (`ModelConfigError` names the field)."""
     folder = check_model_folder(folder)
+    read_model_config(folder)
     return timm.create_model(f'local-dir:{folder}', pretrained=True, **kwargs)
 
 
@@ -157,7 +167,7 @@ def validate_model_folder(folder: Union[str, Path]) -> dict[str, Any]:
     if card.data.library_name != 'timm':
         raise ValueError(f'{folder / CARD_NAME}: front matter must say library_name: timm, '
                          f'got {card.data.library_name!r}')
-    config = json.loads((folder / CONFIG_NAME).read_text())
+    config = read_model_config(folder)
     labels = config.get('label_names') or ()
     num_classes = config.get('num_classes', 0)
     if num_classes and len(labels) != num_classes:

@@ -24,6 +24,7 @@ Differences from the official code, none of which change the numbers of `dan_res
 The pretrained cfgs come from the table of published weights, `timm_dan.models.pretrained.PRETRAINED`.
 """
 import dataclasses
+import inspect
 import math
 from typing import Any, NamedTuple, Optional, Union
 
@@ -42,6 +43,7 @@ from timm.models import (
 
 from .._deprecation import moved_names
 from ..labels import LABELS
+from .guards import ModelConfigError, check_dan_args, check_model_size, check_weights_file, weights_file_of
 from .official import load_backbone_weights
 from .pretrained import HUB_ERRORS, PRETRAINED, PretrainedWeights, missing_weights_message
 
@@ -203,10 +205,8 @@ class DAN(nn.Module):
             backbone_args: Extra keyword arguments for the trunk's `timm.create_model`.
         """
         super().__init__()
-        if num_heads < 1:
-            raise ValueError(f'num_heads must be >= 1, got {num_heads}')
-        if in_chans < 1:
-            raise ValueError(f'in_chans must be >= 1, got {in_chans}')
+        check_dan_args(backbone, num_classes, in_chans, global_pool, num_heads, head_dim, drop_rate, drop_path_rate,
+                       backbone_pretrained, backbone_args)  # a config.json's values: types and sizes, named
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.num_heads = num_heads
@@ -390,9 +390,10 @@ def _create_dan(variant: str, pretrained: bool = False, feature_levels: int = 5,
     )
     if not pretrained:  # a fresh model: its cfg describes its own classes, and no released weights
         num_classes = kwargs.get('num_classes', pretrained_cfg.num_classes)
-        label_names = LABELS[:num_classes] if 0 < num_classes <= len(LABELS) else None
+        label_names = LABELS[:num_classes] if isinstance(num_classes, int) and 0 < num_classes <= len(LABELS) else None
         pretrained_cfg = dataclasses.replace(
             pretrained_cfg, num_classes=num_classes, label_names=label_names, **dict.fromkeys(_WEIGHTS_KEYS))
+    _check_before_building(variant, pretrained, pretrained_cfg.to_dict(), kwargs)
     try:
         return build_model_with_cfg(
             DAN, variant, pretrained,
@@ -404,6 +405,22 @@ def _create_dan(variant: str, pretrained: bool = False, feature_levels: int = 5,
     except HUB_ERRORS as e:
         raise RuntimeError(f'{variant}: {missing_weights_message(pretrained_cfg.hf_hub_id)} '
                            f'({type(e).__name__})') from e
+
+
+def _check_before_building(variant: str, pretrained: bool, cfg: dict[str, Any], kwargs: dict[str, Any]) -> None:
+    """The arguments a config.json asks for, on the meta device (no memory), and the weights file's header against
+    them: a hostile or mismatched folder is refused, naming the field, before anything large is allocated."""
+    where = f'{variant} (from {cfg.get("file") or cfg.get("hf_hub_id")}): ' if cfg.get('source') else f'{variant}: '
+    params = inspect.signature(DAN).parameters
+    args = {k: v for k, v in kwargs.items() if k in params}
+    args.setdefault('num_classes', cfg.get('num_classes', len(LABELS)))
+    args.setdefault('in_chans', (cfg.get('input_size') or (3,))[0])
+    try:
+        model = check_model_size(DAN, {**args, 'backbone_pretrained': False}, where)
+        if pretrained and (weights := weights_file_of(cfg)) is not None:
+            check_weights_file(weights, model, droppable=('fc.', 'bn.', 'heads.'))
+    except ModelConfigError as e:
+        raise (e if str(e).startswith(where) else ModelConfigError(f'{where}{e}')) from None
 
 
 def _cfg(num_classes: int = len(LABELS), first_conv: str = 'backbone.conv1', **kwargs) -> dict[str, Any]:

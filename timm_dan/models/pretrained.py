@@ -7,11 +7,15 @@ family card `MODEL_CARD.md` are all derived from it.
 """
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import timm
 import torch.nn as nn
+from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+from .guards import read_model_config
 
 __all__ = ['HF_HUB_NAMESPACE', 'AUTHORS_RELEASE', 'ReportedMetric', 'PretrainedWeights', 'PRETRAINED', 'BACKBONES',
            'FAMILY', 'find_weights', 'missing_weights_message', 'load_pretrained', 'HUB_ERRORS']
@@ -172,11 +176,23 @@ def missing_weights_message(repo_id: str) -> str:
     )
 
 
+def _check_folder_config(model_name: str) -> None:
+    source, _, location = model_name.partition(':')
+    if source == 'local-dir':
+        read_model_config(location)
+    elif source == 'hf-hub':
+        repo, _, revision = location.partition('@')
+        read_model_config(Path(hf_hub_download(repo, 'config.json', revision=revision or None)).parent)
+
+
 def load_pretrained(model_name: str, **kwargs: Any) -> nn.Module:
     """`timm.create_model(model_name, pretrained=True, **kwargs)` for any name (a registered tag, `hf-hub:ID`,
     `local-dir:DIR`); Hub weights that are neither cached nor downloadable raise one RuntimeError from
-    `missing_weights_message` (registered DAN tags get it from the model file already)."""
+    `missing_weights_message` (registered DAN tags get it from the model file already). A folder's config.json is
+    checked first (`guards.read_model_config`: types, sizes, a registered architecture), so a hostile or broken
+    folder is one `ModelConfigError` naming the field."""
     try:
+        _check_folder_config(model_name)
         return timm.create_model(model_name, pretrained=True, **kwargs)
     except HUB_ERRORS as e:
         if not model_name.startswith('hf-hub:'):

@@ -108,7 +108,12 @@ class TrainConfig:
                               choices=('accuracy', 'mean_class_accuracy', 'macro_f1'))
     checkpoint_steps: int = _run(0, 'also save every N optimizer steps (0: at the end of each epoch only)')
     keep_checkpoints: int = _run(2)
-    resume: Optional[str] = _run(None, 'continue from the latest checkpoint in output-dir/checkpoints, or from PATH')
+    resume: Optional[str] = _run(None, 'continue from the newest complete checkpoint in output-dir/checkpoints '
+                                 '(--resume; an error if there is none), from PATH, or with `auto` from the newest '
+                                 'one if there is one and else start afresh (for restarts by torch elastic)')
+    ddp_timeout: int = _run(1800, 'seconds a process waits for the others (the process group\'s timeout) before it '
+                            'stops with an error instead of hanging; raise it if the main process needs longer, '
+                            'e.g. to build a large data set\'s cache on the first run')
     skip_nonfinite: bool = _run(False, 'skip optimizer steps with non-finite gradients instead of stopping')
     report_to: Optional[str] = _run(None, 'tensorboard, wandb, ... or all')
     log_every: int = _run(10, 'progress bar refresh, in micro-batches')
@@ -155,10 +160,16 @@ def load_config(path: Optional[str] = None, overrides: Optional[dict[str, Any]] 
         file = Path(path)
         if not file.is_file():
             raise ConfigError(f'Config file {file} does not exist')
+        data = file.read_bytes()
         try:
-            loaded = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f'{file} is not valid YAML: {e}') from e
+            text = data.decode('utf-8')
+        except UnicodeDecodeError as e:
+            line = data.count(b'\n', 0, e.start) + 1
+            raise ConfigError(f'{file}:{line}: not UTF-8 text ({e.reason})') from None
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except (yaml.YAMLError, RecursionError, ValueError) as e:  # ValueError: an integer of > 4300 digits
+            raise ConfigError(f'{file} is not valid YAML: {str(e)[:500]}') from None
         if not isinstance(loaded, dict):
             raise ConfigError(f'{file}: expected a mapping of config keys, got {type(loaded).__name__}')
         for key, value in loaded.items():

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
+from ..files import atomic_write_text
 from ..hub import Metric, ModelCardInfo, save_model_folder
 from ..metrics import save_confusion_matrix
 from .config import TrainConfig
@@ -21,8 +22,12 @@ CARD_METRICS = ('accuracy', 'mean_class_accuracy', 'macro_f1')
 
 
 def append_metrics(output_dir: os.PathLike, record: dict[str, Any]) -> None:
-    with open(Path(output_dir) / METRICS_FILE, 'a', encoding='utf-8') as f:
-        f.write(json.dumps(record) + '\n')
+    """Add one epoch's record to metrics.jsonl, atomically: a crash or a full disk leaves the file as it was (never
+    a half line), the latter with a `DiskFullError`."""
+    path = Path(output_dir) / METRICS_FILE
+    before = path.read_text(encoding='utf-8') if path.is_file() else ''
+    atomic_write_text(path, before + json.dumps(record) + '\n', what=f'epoch {record.get("epoch")}\'s metrics',
+                      note=f'{path} keeps the epochs before it.')
 
 
 def read_metrics(output_dir: os.PathLike) -> list[dict[str, Any]]:
@@ -45,7 +50,7 @@ def truncate_metrics(output_dir: os.PathLike, completed_epochs: int) -> None:
     path = Path(output_dir) / METRICS_FILE
     if path.is_file():
         keep = [r for r in read_metrics(output_dir) if r.get('epoch', 0) <= completed_epochs]
-        path.write_text(''.join(json.dumps(r) + '\n' for r in keep), encoding='utf-8')
+        atomic_write_text(path, ''.join(json.dumps(r) + '\n' for r in keep), what='the resumed run\'s metrics')
 
 
 def compact_json(value: Any, indent: int = 1, level: int = 0) -> str:
@@ -65,7 +70,7 @@ def write_confusion_matrix(output_dir: os.PathLike, metrics: dict[str, Any], lab
     """`<stem>.json` (matrix, labels, metrics) and `<stem>.png` in `output_dir`."""
     output_dir = Path(output_dir)
     record = {'title': title, 'label_names': list(label_names), **metrics}
-    (output_dir / f'{stem}.json').write_text(compact_json(record) + '\n', encoding='utf-8')
+    atomic_write_text(output_dir / f'{stem}.json', compact_json(record) + '\n')
     save_confusion_matrix(metrics['confusion_matrix'], label_names, str(output_dir / f'{stem}.png'), title=title)
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,7 +15,7 @@ import timm
 import torch
 import torch.nn as nn
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list, gather_object, set_seed
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 
@@ -29,7 +30,7 @@ from .factory import create_loss, create_optimizer, create_scheduler, create_tra
 from .loop import validate
 from .reporting import append_metrics, best_summary, export_best, truncate_metrics, write_confusion_matrix
 
-__all__ = ['TrainRun', 'setup_run', 'resume_or_start', 'record_epoch', 'finish_run']
+__all__ = ['TrainRun', 'setup_run', 'resume_or_start', 'record_epoch', 'finish_run', 'lost_processes_message']
 
 LOSS_NAMES = ('loss', 'ce', 'affinity', 'partition')
 
@@ -81,6 +82,9 @@ def setup_run(cfg: TrainConfig) -> TrainRun:
     `ConfigError` or `FileNotFoundError`, before any training and before anything is written.
     """
     output_dir = Path(cfg.output_dir or f'runs/{cfg.dataset}')
+    if cfg.ddp_timeout <= 0:
+        raise ConfigError(f'--ddp-timeout must be a positive number of seconds, got {cfg.ddp_timeout}')
+    _init_restarted_process_group(cfg.ddp_timeout)
     if cfg.deterministic:
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         torch.backends.cudnn.benchmark = False
@@ -92,17 +96,15 @@ def setup_run(cfg: TrainConfig) -> TrainRun:
         step_scheduler_with_optimizer=False,  # the recipes' schedules are per epoch
         dynamo_backend='inductor' if cfg.compile else None,
         dataloader_config=DataLoaderConfiguration(non_blocking=True),  # from pinned memory: copies overlap compute
+        # a process whose peers died or hang stops after this long instead of waiting forever
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.ddp_timeout))],
     )
     channels_last = resolve_channels_last(cfg.channels_last)
     set_threads(cfg.threads)
     set_seed(cfg.seed, deterministic=cfg.deterministic)
 
     micro_batch, _ = split_batch_size(cfg, accelerator.num_processes)
-    resume_from = None
-    if cfg.resume:
-        resume_from = latest_checkpoint(output_dir / 'checkpoints') if cfg.resume == 'latest' else Path(cfg.resume)
-        if resume_from is None or not resume_from.is_dir():
-            raise ConfigError(f'--resume: no checkpoint found at {resume_from or output_dir / "checkpoints"}')
+    resume_from = _resume_target(cfg, accelerator, output_dir / 'checkpoints')
     with accelerator.main_process_first():
         splits = load_splits(cfg, accelerator.device)
     model = create_train_model(cfg)
@@ -132,6 +134,64 @@ def setup_run(cfg: TrainConfig) -> TrainRun:
     return TrainRun(cfg, accelerator, output_dir, splits, data_config, loaders.normalize, module,
                     optimizer, scheduler, train_loader, epoch_seeded, eval_loaders, step, ema=ema,
                     channels_last=channels_last, resume_from=resume_from)
+
+
+def _init_restarted_process_group(timeout_s: int) -> None:
+    """After a torch elastic restart, start the process group on a store prefixed by the attempt (Accelerate then
+    uses it as it is).
+
+    The elastic agent keeps its TCPStore across restarts, and torch's env:// rendezvous no longer prefixes the
+    workers' keys by attempt (torch/distributed/rendezvous.py, `_create_c10d_store`): a restarted process can read
+    the address a dead one published and fail ("Gloo connectFullMesh failed ... Connection refused"), depending on
+    which process starts first. Seen with torch 2.14, static and c10d rendezvous alike.
+    """
+    attempt = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', '0'))
+    if not attempt or os.environ.get('TORCHELASTIC_USE_AGENT_STORE') != 'True' or torch.distributed.is_initialized():
+        return
+    use_cpu = os.environ.get('ACCELERATE_USE_CPU', '').lower() in ('1', 'true', 'yes')
+    backend = 'nccl' if torch.cuda.is_available() and not use_cpu else 'gloo'
+    world_size, rank, timeout = int(os.environ['WORLD_SIZE']), int(os.environ['RANK']), timedelta(seconds=timeout_s)
+    store = torch.distributed.TCPStore(os.environ['MASTER_ADDR'], int(os.environ['MASTER_PORT']), world_size,
+                                       is_master=False, timeout=timeout)
+    torch.distributed.init_process_group(backend, store=torch.distributed.PrefixStore(f'attempt_{attempt}', store),
+                                         rank=rank, world_size=world_size, timeout=timeout)
+
+
+def _resume_target(cfg: TrainConfig, accelerator: Accelerator, checkpoint_dir: Path) -> Optional[Path]:
+    """The checkpoint `cfg.resume` names: None (start afresh), 'latest' (the newest complete one, which must
+    exist), 'auto' (the newest complete one if any) or a path. The main process decides for all, so that every
+    process resumes from the same one."""
+    if not cfg.resume:
+        return None
+    if cfg.resume in ('latest', 'auto'):
+        found = [latest_checkpoint(checkpoint_dir) if accelerator.is_main_process else None]
+        resume_from = broadcast_object_list(found)[0]
+        if resume_from is None and cfg.resume == 'auto':
+            accelerator.print(f'--resume auto: no complete checkpoint in {checkpoint_dir}: starting afresh')
+            return None
+    else:
+        resume_from = Path(cfg.resume)
+    if resume_from is None or not resume_from.is_dir():
+        raise ConfigError(f'--resume: no checkpoint found at {resume_from or checkpoint_dir}')
+    return resume_from
+
+
+def lost_processes_message(error: BaseException, ddp_timeout: Optional[int] = None) -> Optional[str]:
+    """What to tell the user when `error` says the other processes of a distributed run died or stopped answering
+    (a gloo or NCCL error, a torch.distributed error), or None for any other error."""
+    text = str(error)
+    markers = ('gloo', 'NCCL', 'Connection reset by peer', 'Connection closed by peer', 'Timed out waiting',
+               'ProcessGroup')
+    if not isinstance(error, torch.distributed.DistError) and not (
+            isinstance(error, RuntimeError) and any(m in text for m in markers)):
+        return None
+    rank, world = os.environ.get('RANK', '?'), os.environ.get('WORLD_SIZE', '?')
+    waited = f'--ddp-timeout {ddp_timeout} s' if ddp_timeout else '--ddp-timeout seconds, 1800 by default'
+    waited = f' (a process waits for the others at most {waited})'
+    return (f'process {rank} of {world} lost contact with the other processes{waited}: another process probably '
+            f'died or hung; see its log. Nothing written is lost: rerun the same command with --resume auto to '
+            f'continue from the newest complete checkpoint (accelerate launch --max_restarts N does it by itself). '
+            f'[{type(error).__name__}: {text.splitlines()[0][:300] if text else ""}]')
 
 
 def resume_or_start(run: TrainRun) -> None:

@@ -1,5 +1,4 @@
 """AffectNet, either release: the full one (csv lists + face boxes) or the compact one (images + .npy annotations)."""
-import csv
 from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
@@ -8,8 +7,8 @@ import numpy as np
 from datasets import Sequence, Value
 
 from ...labels import AFFECTNET
-from ..builder import SourceScan, layout_error, list_images
-from ._parse import code, parse
+from ..builder import SourceScan, check_inside, inside_data_dir, layout_error, list_images
+from ._parse import code, csv_lines, parse, read_npy
 from .base import NON_COMMERCIAL, CardEntry, FERDatasetInfo, FERSource
 
 FULL_LISTS = 'Manually_Annotated_file_lists'
@@ -57,10 +56,11 @@ def _scan_full(root: Path, num_classes: int) -> SourceScan:
         path = root / FULL_LISTS / name
         if not path.is_file():
             raise layout_error(path, 'affectnet')
+        check_inside(root, path, image_root)
         files.append(path)
         records, dropped[split] = [], Counter()
         with open(path, newline='', encoding='utf-8-sig') as f:
-            for line_no, row in enumerate(csv.reader(f), 1):
+            for line_no, row in csv_lines(f, path):
                 if not row or (line_no == 1 and row[0] == COLUMNS[0]):  # the header is optional
                     continue
                 if len(row) != len(COLUMNS):
@@ -72,7 +72,8 @@ def _scan_full(root: Path, num_classes: int) -> SourceScan:
                 box = [parse(int, v, path, line_no, f'an integer {c}') for v, c in zip(row[1:5], COLUMNS[1:5],
                                                                                          strict=True)]
                 records.append({
-                    'path': str(image_root / row[0]), 'file': row[0], 'source_label': native,
+                    'path': str(inside_data_dir(root, image_root, row[0], f'{path}:{line_no}')), 'file': row[0],
+                    'source_label': native,
                     'label': AFFECTNET.canonical(native),
                     'bbox': box, 'landmarks': _landmarks(row[5], path, line_no),
                     'valence': parse(float, row[7], path, line_no, 'a number (valence)'),
@@ -82,18 +83,20 @@ def _scan_full(root: Path, num_classes: int) -> SourceScan:
     return SourceScan(splits=splits, features=FEATURES, label_files=files, dropped=dropped)
 
 
-def _npy(path: Path) -> Optional[np.ndarray]:
+def _npy(path: Path, root: Path) -> Optional[np.ndarray]:
     """A compact-release annotation: numbers, or numbers stored as a string (never unpickled)."""
     if not path.is_file():
         return None
-    try:
-        value = np.load(path, allow_pickle=False)
-        if value.dtype.kind in 'US':
-            text = str(value.reshape(-1)[0] if value.size == 1 else ' '.join(map(str, value.ravel())))
+    inside_data_dir(root, path.parent, path.name, str(path))
+    value = read_npy(path)  # its errors name the file
+    if value.dtype.kind in 'US':
+        text = str(value.reshape(-1)[0] if value.size == 1 else ' '.join(map(str, value.ravel())))
+        try:
             value = np.array(text.replace(';', ' ').replace(',', ' ').split(), dtype=np.float64)
-        return value.astype(np.float64).ravel()
-    except ValueError as e:
-        raise ValueError(f'{path}: expected a number (or numbers) stored with numpy.save: {e}') from None
+        except ValueError:
+            raise ValueError(f'{path}: expected a number (or numbers) stored with numpy.save, got the text '
+                             f'{text[:80]!r}') from None
+    return value.astype(np.float64).ravel()
 
 
 def _scan_compact(root: Path, num_classes: int) -> SourceScan:
@@ -103,8 +106,9 @@ def _scan_compact(root: Path, num_classes: int) -> SourceScan:
         for path in (images_dir, annotations):
             if not path.is_dir():
                 raise layout_error(path, 'affectnet')
+        check_inside(root, images_dir, annotations)
         labelled = {p.name[:-len('_exp.npy')]: p for p in sorted(annotations.glob('*_exp.npy'))}
-        images, others = list_images(images_dir)
+        images, others = list_images(images_dir, root)
         by_stem = {p.stem: p for p in images}
         records, dropped[split] = [], Counter()
         if others:
@@ -115,7 +119,7 @@ def _scan_compact(root: Path, num_classes: int) -> SourceScan:
         for key in sorted(labelled, key=lambda k: (len(k), k)):
             exp_path = labelled[key]
             files.append(exp_path)
-            value = _npy(exp_path)
+            value = _npy(exp_path, root)
             if value is None or value.size != 1 or value[0] != int(value[0]):
                 raise ValueError(f'{exp_path}: expected one integer expression code, got {value}')
             native = code(str(int(value[0])), exp_path, 1, CODES, MEANING)
@@ -127,7 +131,7 @@ def _scan_compact(root: Path, num_classes: int) -> SourceScan:
             }
             for column, suffix in (('valence', 'val'), ('arousal', 'aro'), ('landmarks', 'lnd')):
                 extra = annotations / f'{key}_{suffix}.npy'
-                value = _npy(extra)
+                value = _npy(extra, root)
                 if value is not None:
                     files.append(extra)
                     record[column] = value.tolist() if column == 'landmarks' else float(value[0])

@@ -6,8 +6,8 @@ import numpy as np
 from datasets import Sequence, Value
 
 from ...labels import EXPW
-from ..builder import SourceScan, layout_error
-from ._parse import label_code, parse
+from ..builder import SourceScan, check_inside, inside_data_dir, layout_error
+from ._parse import label_code, parse, text_lines
 from .base import NON_COMMERCIAL, CardEntry, FERDatasetInfo, FERSource
 
 LABEL_FILE = 'label/label.lst'
@@ -34,10 +34,11 @@ def scan(root: Path, seed: int, split_fractions: tuple[float, float, float]) -> 
     for path in (label_file, image_dir):
         if not path.exists():
             raise layout_error(path, 'expw')
+    check_inside(root, label_file, image_dir)
     if len(split_fractions) != len(SPLITS) or min(split_fractions) < 0 or sum(split_fractions) <= 0:
         raise ValueError(f'expw: split_fractions must be three non-negative numbers, got {split_fractions}')
     records = []
-    for line_no, line in enumerate(label_file.read_text(encoding='utf-8-sig').splitlines(), 1):
+    for line_no, line in enumerate(text_lines(label_file), 1):
         if not line.strip():
             continue
         parts = line.split()
@@ -48,7 +49,8 @@ def scan(root: Path, seed: int, split_fractions: tuple[float, float, float]) -> 
                                     for v in parts[2:6])
         native = label_code(parts[7], label_file, line_no, EXPW)
         records.append({
-            'path': str(image_dir / parts[0]), 'file': f'{parts[0]}#{parts[1]}', 'source_label': native,
+            'path': str(inside_data_dir(root, image_dir, parts[0], f'{label_file}:{line_no}')),
+            'file': f'{parts[0]}#{parts[1]}', 'source_label': native,
             'label': EXPW.canonical(native), 'bbox': [left, top, right - left, bottom - top],
             'confidence': parse(float, parts[6], label_file, line_no, 'a number (confidence)'),
         })

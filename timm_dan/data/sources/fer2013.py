@@ -1,5 +1,4 @@
 """FER2013: `fer2013.csv`, 48x48 grayscale pixels with their emotion code and Usage (its split)."""
-import csv
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,8 +7,8 @@ import numpy as np
 from datasets import Value
 
 from ...labels import FER2013
-from ..builder import SourceScan, layout_error
-from ._parse import label_code, parse
+from ..builder import SourceScan, check_inside, layout_error
+from ._parse import csv_lines, label_code, parse
 from .base import NON_COMMERCIAL, CardEntry, FERDatasetInfo, FERSource
 
 USAGE = {'Training': 'train', 'PublicTest': 'validation', 'PrivateTest': 'test'}
@@ -19,14 +18,15 @@ def csv_rows(path: Path, header: tuple, name: str) -> Iterator[tuple[int, list[s
     """(line number, cells) of a csv whose first line must start with `header`."""
     if not path.is_file():
         raise layout_error(path, name)
+    check_inside(path.parent, path)
     with open(path, newline='', encoding='utf-8-sig') as f:
-        reader = csv.reader(f)
-        first = next(reader, [])
+        rows = csv_lines(f, path)
+        _, first = next(rows, (1, []))
         if tuple(c.strip() for c in first[:len(header)]) != header:
             raise ValueError(f'{path}:1: expected the header {",".join(header)}, got {",".join(first)!r}')
-        for row in reader:
+        for line, row in rows:
             if row:
-                yield reader.line_num, row
+                yield line, row
 
 
 def usage_split(text: str, path: Path, line: int) -> str:

@@ -6,7 +6,7 @@ import numpy as np
 from datasets import Sequence, Value
 
 from ...labels import FERPLUS
-from ..builder import SourceScan, layout_error
+from ..builder import SourceScan, inside_data_dir, layout_error
 from ._parse import parse
 from .base import NON_COMMERCIAL, CardEntry, FERDatasetInfo, FERSource
 from .fer2013 import USAGE, csv_rows, fer2013_rows, usage_split
@@ -44,6 +44,7 @@ def scan(root: Path) -> SourceScan:
         if not name:  # FERPlus blanks the name of images it removed
             dropped[split]['no image name (removed by FERPlus)'] += 1
             continue
+        inside_data_dir(root, root, name, f'{new_path}:{line}')  # a name, never opened: still one of the data set's
         votes = np.array([parse(int, v, new_path, line, 'an integer vote count') for v in row[2:]])
         top, distribution = majority_vote(votes)
         if top < 0 or top >= len(FERPLUS):

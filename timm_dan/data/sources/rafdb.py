@@ -5,8 +5,8 @@ from pathlib import Path
 from datasets import Value
 
 from ...labels import RAFDB
-from ..builder import SourceScan, layout_error
-from ._parse import label_code
+from ..builder import SourceScan, check_inside, inside_data_dir, layout_error
+from ._parse import label_code, text_lines
 from .base import NON_COMMERCIAL, CardEntry, FERDatasetInfo, FERSource
 
 LABEL_FILE = 'EmoLabel/list_patition_label.txt'  # sic: the distributed file name
@@ -17,8 +17,9 @@ def scan(root: Path, aligned: bool) -> SourceScan:
     for path in (label_file, image_dir):
         if not path.exists():
             raise layout_error(path, 'rafdb')
+    check_inside(root, label_file, image_dir)
     splits = {'train': [], 'test': []}
-    for line_no, line in enumerate(label_file.read_text(encoding='utf-8-sig').splitlines(), 1):
+    for line_no, line in enumerate(text_lines(label_file), 1):
         if not line.strip():
             continue
         parts = line.split()
@@ -26,7 +27,8 @@ def scan(root: Path, aligned: bool) -> SourceScan:
             raise ValueError(f'{label_file}:{line_no}: expected "train_00001.jpg 5" or "test_0001.jpg 3", got {line!r}')
         name, native = parts[0], label_code(parts[1], label_file, line_no, RAFDB)
         stem, suffix = name.rsplit('.', 1) if '.' in name else (name, 'jpg')
-        image = image_dir / (f'{stem}_aligned.{suffix}' if aligned else name)
+        image = inside_data_dir(root, image_dir, f'{stem}_aligned.{suffix}' if aligned else name,
+                                f'{label_file}:{line_no}')
         splits[name.split('_', 1)[0]].append({
             'path': str(image), 'file': name, 'source_label': native, 'label': RAFDB.from_code(native),
         })

@@ -36,7 +36,7 @@ def scan(root: Path) -> SourceScan:
         records, dropped[split] = [], Counter()
         for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
             label = _folder_label(class_dir)
-            images, others = list_images(class_dir)
+            images, others = list_images(class_dir, root)
             if others:
                 dropped[split][f'not an image file ({class_dir.name})'] += len(others)
             if label >= num_classes:
