@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 import timm_dan
 from tests.reference_dan import ReferenceDAN, official_checkpoint, randomize_
+from timm_dan.models import dan as dan_module
 from timm_dan.models.dan import CrossAttentionHeads
 from timm_dan.models.official import OFFICIAL_LABEL_MAPS
 
@@ -97,6 +98,37 @@ def test_batched_heads_gradients_equal_the_per_head_loop():
               getattr(ref, f'cat_head{i}').sa.conv_1x3[0].weight.grad)
         close(model.heads.ca_fc2_weight.grad[i], getattr(ref, f'cat_head{i}').ca.attention[3].weight.grad)
     close(model.backbone.conv1.weight.grad, ref.features[0].weight.grad)
+
+
+@pytest.mark.parametrize('split', [False, True])
+def test_heads_equal_with_grouped_or_split_convs(split, monkeypatch):
+    """The heads' grouped convs run group by group where that is faster (AVX2 CPUs): same outputs and gradients,
+    and exported or traced graphs keep the one grouped conv."""
+    monkeypatch.setattr(dan_module, 'split_grouped_convs', lambda: split)
+    torch.manual_seed(0)
+    heads = CrossAttentionHeads(dim=64, num_heads=4).train()
+    x = torch.randn(3, 64, 5, 5).to(memory_format=torch.channels_last).requires_grad_()
+    calls = []
+    original = F.conv2d
+    monkeypatch.setattr(dan_module.F, 'conv2d', lambda *a, **k: calls.append(1) or original(*a, **k))
+    out = heads(x)
+    assert len(calls) == (1 + 12 if split else 4)  # the reduce conv, then 3 branch convs x 4 heads or 3 grouped
+    monkeypatch.setattr(dan_module.F, 'conv2d', original)
+    out.square().sum().backward()
+    with torch.no_grad():
+        y = heads.reduce(x)
+        expected = F.relu(sum(m.bn(m.conv(y)) for m in (heads.conv_3x3, heads.conv_1x3, heads.conv_3x1)))
+    torch.testing.assert_close(heads.spatial_maps(x), expected.reshape(3, 4, 64, 5, 5).sum(2))
+    grads = [p.grad.clone() for p in heads.parameters()]
+    monkeypatch.setattr(dan_module, 'split_grouped_convs', lambda: not split)
+    heads.zero_grad()
+    torch.testing.assert_close(heads(x), out)
+    heads(x).square().sum().backward()
+    for ours, theirs in zip(grads, (p.grad for p in heads.parameters()), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    traced = torch.fx.symbolic_trace(heads.eval())
+    convs = [n for n in traced.graph.nodes if n.op == 'call_module' and n.target.endswith('conv')]
+    assert len(convs) == 4  # reduce and the three branch convs, each one module call
 
 
 def test_rafdb_checkpoint_is_permuted_into_canonical_order():

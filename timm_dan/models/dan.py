@@ -24,6 +24,7 @@ Differences from the official code, none of which change the numbers of `dan_res
 The pretrained cfgs come from the table of published weights, `timm_dan.models.pretrained.PRETRAINED`.
 """
 import dataclasses
+import functools
 import inspect
 import math
 from typing import Any, NamedTuple, Optional, Union
@@ -42,6 +43,7 @@ from timm.models import (
 )
 
 from .._deprecation import moved_names
+from ..cpu import machine_class
 from ..labels import LABELS
 from .guards import ModelConfigError, check_dan_args, check_model_size, check_weights_file, weights_file_of
 from .official import load_backbone_weights
@@ -62,6 +64,29 @@ class DANOutput(NamedTuple):
     heads: torch.Tensor  # B x H x head_dim, per-head outputs after the log-softmax fusion (partition loss)
 
 
+@torch.jit.unused
+@functools.cache
+def split_grouped_convs() -> bool:
+    """Whether the heads' grouped convs run as one conv per head here: on AVX2 CPUs oneDNN's grouped kernels are
+    slower than separate convs (forward + backward, 7 x 7 maps, channels_last: 3x3 1.03x, 1x3 1.41x, 3x1 1.37x
+    for the split convs; AMD EPYC Zen 3, 1 thread), on AVX-512 CPUs and GPUs they are not. The outputs are equal."""
+    return machine_class() == 'avx2'
+
+
+@torch.jit.unused
+def grouped_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """`conv(x)`, computed group by group on a CPU where that is faster (`split_grouped_convs`); never while
+    tracing, compiling or exporting, so that exported graphs keep the single grouped conv."""
+    if (conv.groups == 1 or not split_grouped_convs() or isinstance(x, torch.fx.Proxy)
+            or torch.compiler.is_compiling() or torch.jit.is_tracing() or x.device.type != 'cpu'):
+        return conv(x)
+    groups = conv.groups
+    return torch.cat([
+        F.conv2d(part, weight, bias, conv.stride, conv.padding, conv.dilation)
+        for part, weight, bias in zip(x.chunk(groups, 1), conv.weight.chunk(groups), conv.bias.chunk(groups))
+    ], 1)
+
+
 class ConvBn(nn.Module):
     """Conv2d (with bias, as in the official heads) followed by BatchNorm2d; foldable for inference."""
 
@@ -72,7 +97,9 @@ class ConvBn(nn.Module):
         self.bn = nn.BatchNorm2d(out_chs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.conv(x))
+        if torch.jit.is_scripting():
+            return self.bn(self.conv(x))
+        return self.bn(grouped_conv(self.conv, x))
 
     def folded(self, kernel_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Weight and bias of one conv equal to conv+BN in eval mode, zero-padded to `kernel_size`."""
@@ -136,7 +163,7 @@ class CrossAttentionHeads(nn.Module):
         """B x C x h x w -> the heads' spatial attention maps, B x H x h x w."""
         y = self.reduce(x)
         if self.fused is not None:
-            y = F.relu(self.fused(y))
+            y = F.relu(self.fused(y) if torch.jit.is_scripting() else grouped_conv(self.fused, y))
         else:
             y = F.relu(self.conv_3x3(y) + self.conv_1x3(y) + self.conv_3x1(y))
         b, _, h, w = y.shape
