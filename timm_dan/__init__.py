@@ -3,13 +3,13 @@
 `import timm_dan` registers the `dan_*` models in timm.
 """
 from .labels import LABELS
-from .losses import AffinityLoss, DANLoss, DANLossParts, PartitionLoss
-from .models import DAN, HF_HUB_NAMESPACE, DANOutput, convert_official_checkpoint
+from .losses import AffinityLoss, CCCLoss, DANLoss, DANLossParts, PartitionLoss
+from .models import DAN, HF_HUB_NAMESPACE, DANOutput, DANOutputWithVA, convert_official_checkpoint
 from .version import __version__
 
 __all__ = [
-    '__version__', 'LABELS', 'HF_HUB_NAMESPACE', 'DAN', 'DANOutput', 'convert_official_checkpoint',
-    'AffinityLoss', 'PartitionLoss', 'DANLoss', 'DANLossParts', 'FERPredictor',
+    '__version__', 'LABELS', 'HF_HUB_NAMESPACE', 'DAN', 'DANOutput', 'DANOutputWithVA', 'convert_official_checkpoint',
+    'AffinityLoss', 'PartitionLoss', 'CCCLoss', 'DANLoss', 'DANLossParts', 'FERPredictor',
 ]
 
 
