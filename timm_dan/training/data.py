@@ -7,14 +7,18 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from datasets import Dataset
+from datasets import ClassLabel, Dataset
 from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms import v2
 
 from ..data import FER_DATASETS, BatchCollate, ClassBalancedSampler, decode_to_arrow, load_fer_dataset, prepare_dataset
 from .config import ConfigError, TrainConfig
 
-__all__ = ['RunSplits', 'load_splits', 'SeededAugmentation', 'keep_batch', 'SeededShuffleSampler', 'create_loader']
+__all__ = ['RunSplits', 'load_splits', 'SeededAugmentation', 'keep_batch', 'SeededShuffleSampler', 'create_loader',
+           'VA_COLUMNS', 'group_columns', 'count_without_va']
+
+VA_COLUMNS = ('valence', 'arousal')
+"""The columns a split needs to train and evaluate a valence/arousal head."""
 
 
 class RunSplits(dict):
@@ -64,10 +68,27 @@ def load_splits(cfg: TrainConfig) -> RunSplits:
     if cfg.test_split:
         splits['test'] = data[cfg.test_split]
         splits.split_names['test'] = cfg.test_split
+    if cfg.va_head:
+        for role, split in splits.items():
+            if not set(VA_COLUMNS) <= set(split.column_names):
+                raise ConfigError(f'va_head needs valence and arousal, but {cfg.dataset} ({splits.split_names[role]}) '
+                                  f'has columns {split.column_names}; use a data set with them (affectnet, synthetic)')
     if cfg.cache_decoded:
         for role, split in splits.items():
             splits[role] = decode_to_arrow(split, num_proc=cfg.num_workers if cfg.num_workers > 1 else None)
     return splits
+
+
+def group_columns(split: Dataset) -> list[str]:
+    """The split's `ClassLabel` columns besides `label`: the groups accuracy is reported for (RAF-DB's gender, race
+    and age)."""
+    return [name for name, feature in split.features.items()
+            if name != 'label' and isinstance(feature, ClassLabel)]
+
+
+def count_without_va(split: Dataset) -> int:
+    """Images of a split that have no valence or arousal (AffectNet's -2, read as None)."""
+    return sum(v is None or a is None for v, a in zip(split['valence'], split['arousal'], strict=True))
 
 
 class SeededAugmentation(torch.utils.data.Dataset):
@@ -144,12 +165,14 @@ def create_loader(
         num_workers: int = 2,
         seed: int = 42,
         balanced_sampler: bool = False,
+        columns: Sequence[str] = (),
 ) -> DataLoader:
     """A DataLoader of uint8 `FERBatch`es: each worker decodes its samples and `BatchCollate` resizes (and in
     training augments with `recipe`, seeded by `SeededAugmentation`) whole batches; pass them through
     `DeviceNormalize` on the device. Training: shuffling seeded by (`seed`, epoch), or class-balanced sampling with
-    replacement (`balanced_sampler`), and drop_last."""
-    prepared = prepare_dataset(dataset, v2.Identity())
+    replacement (`balanced_sampler`), and drop_last. `columns=VA_COLUMNS` adds the batches' valence/arousal targets
+    (`FERBatch.valence_arousal`)."""
+    prepared = prepare_dataset(dataset, v2.Identity(), columns)
     collate = BatchCollate(data_config, recipe, is_training=is_training)
     workers = dict(num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())
     if not is_training:
