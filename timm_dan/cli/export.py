@@ -6,9 +6,10 @@ import sys
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     export = subparsers.add_parser(
         'export', help='Export a model to ONNX, checked against PyTorch with onnxruntime',
-        description='Export a DAN model to ONNX (outputs: logits, and the heads\' attention maps unless '
-                    '--no-attention), then compare onnxruntime with PyTorch and print the max abs difference. '
-                    'Exit status 1 when the difference is over --tolerance.',
+        description='Export a DAN model to ONNX (outputs: logits, the heads\' attention maps unless '
+                    '--no-attention, and valence_arousal for a model with a V/A head), then compare onnxruntime '
+                    'with PyTorch and print the max abs difference. Exit status 1 when the difference is over '
+                    '--tolerance.',
     )
     export.add_argument('model', metavar='MODEL', help='registered name/tag (pretrained), hf-hub: or local-dir:')
     export.add_argument('--format', default='onnx', choices=('onnx',))
@@ -33,8 +34,9 @@ def run_export(args: argparse.Namespace) -> int:
     print(f'exported {args.model} -> {report.path} (input {"N" if report.dynamic_batch else 1}x'
           f'{"x".join(map(str, report.input_size))}, opset {args.opset})')
     print(f'onnxruntime vs PyTorch max abs diff: logits {report.max_abs_diff:.3g}' + (
-        '' if report.max_abs_diff_attention is None else f', attention {report.max_abs_diff_attention:.3g}'))
-    worst = max(report.max_abs_diff, report.max_abs_diff_attention or 0.)
+        '' if report.max_abs_diff_attention is None else f', attention {report.max_abs_diff_attention:.3g}') + (
+        '' if report.max_abs_diff_va is None else f', valence/arousal {report.max_abs_diff_va:.3g}'))
+    worst = max(report.max_abs_diff, report.max_abs_diff_attention or 0., report.max_abs_diff_va or 0.)
     if worst > args.tolerance:
         print(f'error: difference {worst:.3g} is over the tolerance {args.tolerance:g}', file=sys.stderr)
         return 1

@@ -56,9 +56,10 @@ def run_predict(args: argparse.Namespace) -> int:
         return 2
     attention, keep = args.attention is not None, args.annotate is not None
     names = _UniqueNames(per_file=args.video)
-    writer = _ResultWriter(args.json, args.csv, predictor.label_names, video=args.video)
+    writer = _ResultWriter(args.json, args.csv, predictor.label_names, video=args.video, va=predictor.has_va)
     failures = 0
-    print(f'{"file":<32} {"face":>4}  {"label":<9} {"score":>5}  top-3')
+    print(f'{"file":<32} {"face":>4}  {"label":<9} {"score":>5}  ' + ('valence arousal  ' if predictor.has_va else '')
+          + 'top-3')
     with writer:
         if args.video:
             results = _video_results(predictor, args.paths, args.every, attention, keep)
@@ -114,7 +115,8 @@ def _print_rows(result) -> None:
         print(f'{where:<32} {"-":>4}  no face')
     for i, face in enumerate(result.faces):
         top = ', '.join(f'{name} {p:.2f}' for name, p in face.top(3))
-        print(f'{where:<32} {i:>4}  {face.label:<9} {face.score:5.2f}  {top}')
+        va = f'{face.valence:+7.2f} {face.arousal:+7.2f}  ' if face.valence is not None else ''
+        print(f'{where:<32} {i:>4}  {face.label:<9} {face.score:5.2f}  {va}{top}')
 
 
 class _UniqueNames:
@@ -139,10 +141,12 @@ class _UniqueNames:
 class _ResultWriter:
     """Streams results to JSON (a list, one object per input or frame) or CSV (one row per face)."""
 
-    def __init__(self, json_path: Optional[str], csv_path: Optional[str], label_names, video: bool):
+    def __init__(self, json_path: Optional[str], csv_path: Optional[str], label_names, video: bool,
+                 va: bool = False):
         self.json_path, self.csv_path = json_path, csv_path
         self.label_names = list(label_names)
         self.video = video
+        self.va_cols = ['valence', 'arousal'] if va else []
         self.file: Optional[TextIO] = None
         self.first = True
 
@@ -157,7 +161,7 @@ class _ResultWriter:
             self.csv = csv.writer(self.file)
             frame_cols = ['frame', 'time'] if self.video else []
             self.csv.writerow(['file', *frame_cols, 'face', 'x', 'y', 'w', 'h', 'label', 'score',
-                               *self.label_names, 'error'])
+                               *self.label_names, *self.va_cols, 'error'])
         return self
 
     def write(self, result) -> None:
@@ -169,11 +173,13 @@ class _ResultWriter:
             return
         frame_cols = [result.frame, round(result.time, 4)] if self.video else []
         if result.error or not result.faces:
-            self.csv.writerow([result.file, *frame_cols] + [''] * (7 + len(self.label_names)) + [result.error or ''])
+            self.csv.writerow([result.file, *frame_cols] + [''] * (7 + len(self.label_names) + len(self.va_cols))
+                              + [result.error or ''])
         for i, face in enumerate(result.faces):
             probs = [round(face.probs[n], 6) for n in self.label_names]
             box = [round(v, 2) for v in face.box]
-            self.csv.writerow([result.file, *frame_cols, i, *box, face.label, round(face.score, 6), *probs, ''])
+            va = [round(face.valence, 6), round(face.arousal, 6)] if self.va_cols else []
+            self.csv.writerow([result.file, *frame_cols, i, *box, face.label, round(face.score, 6), *probs, *va, ''])
 
     def __exit__(self, *exc) -> None:
         if self.file is None:

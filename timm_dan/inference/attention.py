@@ -49,7 +49,8 @@ def annotate_image(result: ImageResult) -> np.ndarray:
         cv2.rectangle(image, (x, y), (x + w, y + h), (0, 255, 0), thickness)
         for px, py in face.landmarks or ():
             cv2.circle(image, (round(px), round(py)), thickness + 1, (255, 0, 0), -1)
-        _put_text(image, f'{i}: {face.label} {face.score:.2f}', (x, max(12, y - 4)), 0.4 * thickness)
+        va = f' V{face.valence:+.2f} A{face.arousal:+.2f}' if face.valence is not None else ''
+        _put_text(image, f'{i}: {face.label} {face.score:.2f}{va}', (x, max(12, y - 4)), 0.4 * thickness)
     return image
 
 

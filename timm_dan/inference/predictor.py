@@ -3,7 +3,7 @@ import copy
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import cv2
 import numpy as np
@@ -21,7 +21,7 @@ from .io import DEFAULT_MAX_PIXELS, ImageInput, ImageLoadError, expand_inputs, l
 from .optimize import fold_batchnorms
 from .results import FaceResult, FrameResult, ImageResult
 
-__all__ = ['FERPredictor', 'label_names_of', 'ONNX_METADATA_KEY']
+__all__ = ['FERPredictor', 'RunnerOutput', 'label_names_of', 'ONNX_METADATA_KEY']
 
 _logger = logging.getLogger(__name__)
 
@@ -30,6 +30,14 @@ ONNX_METADATA_KEY = 'timm_dan'
 
 PRECISIONS = ('auto', 'fp32', 'bf16')
 """The precisions the predictor runs in (`timm_dan.precision`'s vocabulary)."""
+
+
+class RunnerOutput(NamedTuple):
+    """What a runner returns for a batch: fp32 logits (B x K), the heads' attention maps when asked for, and
+    valence/arousal (B x 2) when the model predicts them."""
+    logits: np.ndarray
+    attention: Optional[np.ndarray] = None
+    valence_arousal: Optional[np.ndarray] = None
 
 
 def label_names_of(model: nn.Module) -> list[str]:
@@ -59,30 +67,34 @@ class _TorchRunner:
         self.dtype = torch.bfloat16 if self.precision == 'bf16' else torch.float32
         self.folded_batchnorms = 0
         if self.precision == 'bf16':
-            self.folded_batchnorms = fold_batchnorms(model)
+            self.folded_batchnorms = fold_batchnorms(model) + _fold_va_head(model)
             model = model.to(self.dtype)
         self.channels_last = channels_last
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model, self.device = model, device
+        self.has_va = getattr(model, 'has_va', False)
+        self.temperature = getattr(model, 'temperature', None)
         self.label_names = label_names_of(model)
         self.data_config = timm.data.resolve_model_data_config(model)
         # Inductor's freezing treats the weights as constants: prepacked oneDNN weights, ReLU/add fused into convs
         self.forward = torch.compile(self._forward, options={'freezing': True}) if compile else self._forward
 
     @torch.inference_mode()
-    def __call__(self, x: np.ndarray, attention: bool) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    def __call__(self, x: np.ndarray, attention: bool) -> RunnerOutput:
         if attention and not hasattr(getattr(self.model, 'heads', None), 'spatial_maps'):
             raise ValueError(f'{type(self.model).__name__} has no DAN attention heads to return maps from')
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         x = torch.from_numpy(x).to(self.device, self.dtype, memory_format=memory_format)  # one copy at most
-        logits, maps = self.forward(x, attention)
-        return logits.float().cpu().numpy(), None if maps is None else maps.float().cpu().numpy()
+        return RunnerOutput(*(None if t is None else t.float().cpu().numpy() for t in self.forward(x, attention)))
 
-    def _forward(self, x: torch.Tensor, attention: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _forward(self, x: torch.Tensor, attention: bool) -> tuple[torch.Tensor, ...]:
         features = self.model.forward_features(x)
-        logits = self.model.forward_head(features)
-        return logits, self.model.heads.spatial_maps(features) if attention else None
+        if self.has_va:
+            logits, va = self.model.forward_head_with_va(features)
+        else:
+            logits, va = self.model.forward_head(features), None
+        return logits, self.model.heads.spatial_maps(features) if attention else None, va
 
 
 class _OnnxRunner:
@@ -96,16 +108,18 @@ class _OnnxRunner:
             raise ValueError(f'{path} has no {ONNX_METADATA_KEY!r} metadata: export it with `timm-dan export`')
         info = json.loads(meta[ONNX_METADATA_KEY])
         self.label_names, self.data_config = info['label_names'], info['data_config']
+        self.temperature = info.get('temperature')
         self.data_config['input_size'] = tuple(self.data_config['input_size'])
         self.input_name = self.session.get_inputs()[0].name
         batch = self.session.get_inputs()[0].shape[0]
         self.fixed_batch = batch if isinstance(batch, int) else None
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self.has_va = 'valence_arousal' in self.outputs
 
-    def __call__(self, x: np.ndarray, attention: bool) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    def __call__(self, x: np.ndarray, attention: bool) -> RunnerOutput:
         if attention and 'attention' not in self.outputs:
             raise ValueError('This ONNX file has no attention output: re-export it without --no-attention')
-        names = ['logits', 'attention'] if attention else ['logits']
+        names = ['logits'] + (['attention'] if attention else []) + (['valence_arousal'] if self.has_va else [])
         n = len(x)
         step = self.fixed_batch or n
         chunks = []
@@ -114,8 +128,8 @@ class _OnnxRunner:
             if self.fixed_batch and len(chunk) < step:
                 chunk = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), chunk.dtype)])
             chunks.append(self.session.run(names, {self.input_name: chunk}))
-        out = [np.concatenate([c[i] for c in chunks])[:n] for i in range(len(names))]
-        return out[0], out[1] if attention else None
+        out = dict(zip(names, (np.concatenate([c[i] for c in chunks])[:n] for i in range(len(names))), strict=True))
+        return RunnerOutput(out['logits'], out.get('attention'), out.get('valence_arousal'))
 
 
 class FERPredictor:
@@ -144,6 +158,9 @@ class FERPredictor:
             CPU; more under load).
         margin: Extra border around a detector box when the face has no landmarks to align on.
         max_pixels: Decompression-bomb guard for image files (None disables it).
+        temperature: Softmax temperature of the probabilities (`softmax(logits / T)`); None: the one the model
+            was calibrated with (`model.temperature`, from its config.json or ONNX metadata), else 1. The raw
+            logits stay in `face.logits`.
     """
 
     def __init__(
@@ -160,6 +177,7 @@ class FERPredictor:
             compile: bool = False,
             margin: float = 0.2,
             max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+            temperature: Optional[float] = None,
     ):
         check_precision(precision, PRECISIONS)
         if batch_size < 1:
@@ -180,10 +198,22 @@ class FERPredictor:
         self.detector = create_detector(detector) if isinstance(detector, str) else detector
         self.batch_size, self.tta, self.margin, self.max_pixels = batch_size, tta, margin, max_pixels
         self.label_names = self.runner.label_names
+        self.temperature = self._temperature(temperature)
         self.data_config: dict[str, Any] = self.runner.data_config
         self.transform = timm.data.create_transform(**self.data_config, is_training=False)
         _, height, width = self.data_config['input_size']
         self.crop_size = (width, height)
+
+    def _temperature(self, temperature: Optional[float]) -> float:
+        value = temperature if temperature is not None else (self.runner.temperature or 1.0)
+        if not value > 0:
+            raise ValueError(f'temperature must be > 0, got {value}')
+        return float(value)
+
+    @property
+    def has_va(self) -> bool:
+        """Whether the model predicts valence and arousal (each face then has `valence` and `arousal`)."""
+        return self.runner.has_va
 
     def predict(
             self,
@@ -278,10 +308,13 @@ class FERPredictor:
     def _classify(self, crops: Sequence[np.ndarray], owners: Sequence[tuple[ImageResult, Detection]],
                   attention: bool) -> list[FaceResult]:
         x = np.stack([self.transform(Image.fromarray(c)).numpy() for c in crops])
-        logits, maps = self.runner(x, attention)
-        probs = _softmax(logits)
+        logits, maps, va = self.runner(x, attention)
+        probs = _softmax(logits / self.temperature)
         if self.tta:
-            probs = (probs + _softmax(self.runner(np.ascontiguousarray(x[..., ::-1]), False)[0])) / 2
+            mirrored = self.runner(np.ascontiguousarray(x[..., ::-1]), False)
+            probs = (probs + _softmax(mirrored.logits / self.temperature)) / 2
+            logits = (logits + mirrored.logits) / 2
+            va = None if va is None else (va + mirrored.valence_arousal) / 2
         faces = []
         for i, (_, detection) in enumerate(owners):
             best = int(probs[i].argmax())
@@ -294,8 +327,28 @@ class FERPredictor:
                 detection_score=detection.score,
                 attention=None if maps is None else maps[i],
                 crop=crops[i] if attention else None,
+                **_affect(logits[i], None if va is None else va[i], self.label_names),
             ))
         return faces
+
+
+def _fold_va_head(model: nn.Module) -> int:
+    """Fold a valence/arousal head's BatchNorm into its Linear layer (outside `forward`, which `fold_batchnorms`
+    traces); returns the number folded (0 or 1)."""
+    head = getattr(model, 'va_head', None)
+    if head is None or not isinstance(head.bn, nn.BatchNorm1d):
+        return 0
+    head.fc = torch.nn.utils.fusion.fuse_linear_bn_eval(head.fc, head.bn)
+    head.bn = nn.Identity()
+    return 1
+
+
+def _affect(logits: np.ndarray, va: Optional[np.ndarray], label_names: Sequence[str]) -> dict[str, Any]:
+    """A face's raw logits by label, and its valence and arousal where the model predicts them."""
+    out: dict[str, Any] = {'logits': dict(zip(label_names, logits.tolist(), strict=True))}
+    if va is not None:
+        out.update(valence=float(va[0]), arousal=float(va[1]))
+    return out
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -189,9 +189,10 @@ def record_epoch(run: TrainRun, epoch: int, train_metrics: dict[str, float], val
         **{f'train_{k}': v for k, v in train_metrics.items() if k != 'lr'},
         'validation': {k: v for k, v in val_metrics.items() if k != 'confusion_matrix'},
     }
-    improved = val_metrics[cfg.select_metric] > run.best['value']
+    value = val_metrics.get(cfg.select_metric)
+    improved = value is not None and value > run.best['value']  # va_ccc is None without any V/A target
     if improved:
-        run.best = {'epoch': epoch + 1, 'value': val_metrics[cfg.select_metric]}
+        run.best = {'epoch': epoch + 1, 'value': value}
     if accelerator.is_main_process:
         append_metrics(run.output_dir, record)
         if improved:
