@@ -4,16 +4,20 @@ Guo, Pleiss, Sun, Weinberger. "On Calibration of Modern Neural Networks", ICML 2
 held-out data by minimising the NLL of softmax(logits / T) with L-BFGS; the expected calibration error over 15
 equal-width confidence bins, ECE = sum_b (n_b / n) |accuracy_b - confidence_b|.
 """
+import math
 from typing import Any, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ['NUM_BINS', 'fit_temperature', 'softmax', 'negative_log_likelihood', 'expected_calibration_error',
-           'reliability_bins', 'calibration_metrics', 'save_reliability_diagram']
+__all__ = ['NUM_BINS', 'TEMPERATURE_RANGE', 'fit_temperature', 'softmax', 'negative_log_likelihood',
+           'expected_calibration_error', 'reliability_bins', 'calibration_metrics', 'save_reliability_diagram']
 
 NUM_BINS = 15
+TEMPERATURE_RANGE = (0.01, 100.0)
+"""The temperatures `fit_temperature` searches: beyond 100 a softmax is uniform to 1e-2 for logits within 1 of each
+other, and a model at chance would otherwise drive T towards infinity."""
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -56,8 +60,9 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, num_bins: 
                                                                  strict=True) if n))
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 100) -> float:
-    """The temperature T > 0 minimising the NLL of softmax(logits / T) on (`logits`, `labels`), by L-BFGS on log T.
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 50) -> float:
+    """The temperature T in `TEMPERATURE_RANGE` minimising the NLL of softmax(logits / T) on (`logits`, `labels`), by
+    L-BFGS on log T (as Guo et al.'s reference code, which runs 50 iterations).
 
     Fit it on a held-out (validation) split, never on the split the model is reported on.
     """
@@ -66,17 +71,18 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 100)
     if logits_t.ndim != 2 or len(logits_t) != len(labels_t) or not len(labels_t):
         raise ValueError(f'fit_temperature needs N x K logits and N labels, got {tuple(logits_t.shape)} and '
                          f'{tuple(labels_t.shape)}')
+    low, high = (math.log(t) for t in TEMPERATURE_RANGE)
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn='strong_wolfe')
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = F.cross_entropy(logits_t / log_t.exp(), labels_t)
+        loss = F.cross_entropy(logits_t / log_t.clamp(low, high).exp(), labels_t)  # no gradient beyond the range
         loss.backward()
         return loss
 
     optimizer.step(closure)
-    return float(log_t.detach().exp())
+    return float(log_t.detach().clamp(low, high).exp())
 
 
 def calibration_metrics(logits: np.ndarray, labels: np.ndarray, temperature: Optional[float] = None,

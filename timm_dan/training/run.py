@@ -219,10 +219,11 @@ def record_epoch(run: TrainRun, epoch: int, train_metrics: dict[str, float], val
 def finish_run(run: TrainRun) -> Optional[dict[str, dict[str, Any]]]:
     """Check that every process ended with the same weights, evaluate the selected weights (best/) on validation
     and test, calibrate them (`cfg.calibrate`: a temperature fitted on validation, never on test, stored in
-    best/config.json; ECE and NLL before and after in metrics.jsonl, results.json, the card and the reliability
-    diagrams), measure the accuracy per group where the evaluated split has group columns (RAF-DB's gender, race,
-    age), rewrite best/'s card with those numbers, write results.json, print where the model went; end the
-    trackers. Returns the metrics per role, or None when no epoch completed."""
+    best/config.json; ECE and NLL before and after it in results.json, the card and the reliability diagrams, as
+    each epoch's metrics.jsonl record has them for its own validation fit), measure the accuracy per group where
+    the evaluated split has group columns (RAF-DB's gender, race, age), rewrite best/'s card with those numbers,
+    write results.json, print where the model went; end the trackers. Returns the metrics per role, or None when
+    no epoch completed."""
     accelerator, cfg, output_dir, splits = run.accelerator, run.cfg, run.output_dir, run.splits
     checksums = replica_checksums(accelerator, run.module)
     if any(len(set(values)) > 1 for values in checksums.values()):
