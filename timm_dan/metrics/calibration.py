@@ -5,6 +5,7 @@ held-out data by minimising the NLL of softmax(logits / T) with L-BFGS; the expe
 equal-width confidence bins, ECE = sum_b (n_b / n) |accuracy_b - confidence_b|.
 """
 import math
+import textwrap
 from typing import Any, Optional
 
 import numpy as np
@@ -118,7 +119,7 @@ def save_reliability_diagram(curves: dict[str, dict[str, list]], path: str, titl
     ax.legend(loc='upper left', fontsize=8)
     ax.grid(alpha=0.3)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(textwrap.fill(title, 60), fontsize=10)  # a long model path wraps instead of being clipped
     counts.set(xlabel='confidence (top-1 probability)', ylabel='images')
     fig.tight_layout()
     fig.savefig(path, dpi=120)

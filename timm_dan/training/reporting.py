@@ -107,7 +107,7 @@ def write_reliability_diagram(output_dir: os.PathLike, calibration: Mapping[str,
     output_dir = Path(output_dir)
     entry = calibration['splits'][role]
     stem = stem or ('reliability' if role == 'validation' else f'reliability_{role}')
-    after = f'after (T = {calibration["temperature"]:.2f})'
+    after = f'after, T = {calibration["temperature"]:.2f}'
     curves = {'before': entry['before']['reliability'], after: entry['after']['reliability']}
     ece = {'before': entry['before']['ece'], after: entry['after']['ece']}
     fitted = ' (the split T was fitted on)' if role == 'validation' else f' (T fitted on {calibration["fitted_on"]})'
