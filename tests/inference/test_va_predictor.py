@@ -129,6 +129,29 @@ def test_cli_table_and_csv_carry_valence_arousal(va_model_dir, lfw_faces, tmp_pa
     assert set(face) == {'box', 'landmarks', 'label', 'score', 'probs', 'valence', 'arousal'}
 
 
+
+def test_video_frames_carry_valence_arousal(va_model_dir, lfw_faces, tmp_path):
+    import cv2
+    face = cv2.resize(_faces(lfw_faces, 1)[0], (96, 96))
+    video = tmp_path / 'clip.avi'
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'MJPG'), 5, (96, 96))
+    for _ in range(2):
+        writer.write(cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    writer.release()
+    out_json, out_csv = tmp_path / 'frames.json', tmp_path / 'frames.csv'
+    for option, out in (('--json', out_json), ('--csv', out_csv)):
+        assert main(['predict', str(video), '--video', '--model', f'local-dir:{va_model_dir}', '--detector', 'none',
+                     option, str(out), '--precision', 'fp32']) == 0
+    frames = json.loads(out_json.read_text())
+    predictor = FERPredictor(f'local-dir:{va_model_dir}', detector='none', precision='fp32')
+    expected = [f.faces[0] for f in predictor.predict_video(str(video))]
+    assert [f['frame'] for f in frames] == [0, 1] and len(expected) == 2
+    rows = list(csv.DictReader(out_csv.open()))
+    for frame, row, result in zip(frames, rows, expected, strict=True):
+        assert -1 <= frame['faces'][0]['valence'] <= 1 and -1 <= frame['faces'][0]['arousal'] <= 1
+        assert frame['faces'][0]['valence'] == pytest.approx(result.valence, abs=1e-5)
+        assert float(row['arousal']) == pytest.approx(result.arousal, abs=1e-5)
+
 @pytest.mark.slow
 def test_onnx_export_carries_valence_arousal_and_the_temperature(va_model, va_model_dir, lfw_faces, tmp_path,
                                                                  capsys):
