@@ -66,6 +66,7 @@ def test_card_metadata_and_body(model, tmp_path):
     for section in ('How to use', 'Preprocessing', 'Training', 'Evaluation', 'Licences', 'Bias, risks and limitations',
                     'Citation'):
         assert f'\n## {section}\n' in text
+    assert 'group has not been measured for this model' in text.split('## Bias, risks and limitations')[1]
 
 
 def test_card_from_dict_equals_dataclass():

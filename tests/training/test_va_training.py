@@ -216,6 +216,7 @@ def test_training_calibrates_on_the_hold_out_and_reports_groups_then_validate_re
     bias = card.split('## Bias, risks and limitations')[1]
     assert 'Accuracy per group on rafdb test' in bias and '| gender: male |' in bias and '| race: Asian |' in bias
     assert 'Largest gaps between groups: gender, accuracy: ' in bias
+    assert 'has not been measured' not in bias
     assert 'type: ece' in card.split('---')[1]  # the model-index reports the test ECE
 
     # validate.py: the per-group figures and a calibration that refuses the test split
@@ -241,6 +242,7 @@ def test_training_calibrates_on_the_hold_out_and_reports_groups_then_validate_re
     assert json.loads((out / 'best' / 'config.json').read_text())['model_args']['temperature'] == temperature
     assert f'T = {new_t:.4f}' in (copy / 'README.md').read_text()
     assert '| gender: male |' in (copy / 'README.md').read_text()
+    assert 'has not been measured' not in (copy / 'README.md').read_text()
     assert (tmp_path / 'eval' / 'test_reliability.png').stat().st_size > 5000
     assert '| race: Caucasian |' in evaluated.stdout and 'Largest gaps between groups' in evaluated.stdout
 

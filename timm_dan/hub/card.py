@@ -257,10 +257,11 @@ def _calibration_body(c: Mapping[str, Any]) -> str:
         split = entry['split'] + (' (T fitted here)' if entry['split'] == c['fitted_on'] else '')
         rows.append(f'| {split} | {100 * b["ece"]:.2f}% | {100 * a["ece"]:.2f}% | {b["nll"]:.4f} | {a["nll"]:.4f} |')
     return (f'The probabilities are temperature-scaled (Guo et al. 2017): softmax(logits / T) with T = '
-            f'{c["temperature"]:.4f}, fitted on {c["fitted_on"]} by minimising the NLL (L-BFGS), never on a split '
-            f'the model is reported on. `config.json` stores T (`model_args.temperature`, read back as '
-            f'`model.temperature`); `FERPredictor` applies it and keeps the raw logits in `face.logits`. Expected '
-            f'calibration error over {c.get("num_bins", 15)} equal-width confidence bins, and the NLL:\n\n'
+            f'{c["temperature"]:.4f}, fitted on {c["fitted_on"]} by minimising the NLL (L-BFGS), never on a test '
+            f'split (on the split it was fitted on, the figures after it are in-sample). `config.json` stores T '
+            f'(`model_args.temperature`, read back as `model.temperature`); `FERPredictor` applies it and keeps the '
+            f'raw logits in `face.logits`. Expected calibration error over {c.get("num_bins", 15)} equal-width '
+            f'confidence bins, and the NLL:\n\n'
             + '\n'.join(rows))
 
 
@@ -301,10 +302,16 @@ def format_group_table(split: str, columns: Mapping[str, Any]) -> str:
     return '\n'.join(rows)
 
 
+GROUPS_NOT_MEASURED = (
+    'Accuracy per demographic group has not been measured for this model. On RAF-DB with its manual annotations, '
+    '`python train_scripts/validate.py --model local-dir:DIR --dataset rafdb --data-dir RAF-DB/basic --group-by '
+    'gender race age --update-card` measures it and writes the table here.')
+
+
 def _bias_risks_limitations(info: ModelCardInfo) -> str:
     """The risks every FER model carries, then the accuracy per demographic group where it was measured."""
     tables = [format_group_table(split, columns) for split, columns in info.groups.items() if columns]
-    return '\n\n'.join([FER_RISKS, *tables])
+    return '\n\n'.join([FER_RISKS, *(tables or [GROUPS_NOT_MEASURED])])
 
 
 def _replace_section(text: str, titles: Sequence[str], new: str, before: str) -> str:
