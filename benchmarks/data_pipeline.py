@@ -8,7 +8,10 @@ ours: the tree as a `datasets` split -> `timm_dan.data.prepare_dataset` decoding
     model takes (normalised float32, channels_last, erased rectangles zeroed): timed as part of ours.
 ours (decoded cache): the same split saved to disk and passed through `timm_dan.data.decode_to_arrow` once
     (train.py's opt-in `--cache-decoded`; built before the timing), then the same loader reading raw pixels.
-All read the same images through a DataLoader with the same batch size and number of workers.
+device: the decoded cache loaded once as a `timm_dan.data.device.DeviceSplit` on the device (CPU tensors on a CPU)
+    and `timm_dan.training.data.create_device_loader`'s batches (`DeviceBatches`: the same recipe, gathered,
+    augmented and normalised there in batches), no workers.
+All read the same images through a DataLoader with the same batch size (and, but the device path, workers).
 """
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +86,17 @@ def our_loader(dataset: Dataset, image_size: int, batch_size: int, num_workers: 
                         collate_fn=BatchCollate(data_config, 'rafdb', is_training=True),
                         pin_memory=torch.device(device).type == 'cuda')
     return loader, DeviceNormalize(data_config, device)
+
+
+def device_loader(decoded: Dataset, image_size: int, batch_size: int, device: str = 'cpu') -> tuple[DataLoader, None]:
+    """The decoded split (`decode_to_arrow`) on `device`, and the training loader of the device pipeline over it
+    (RAF-DB recipe); its batches are ready (no consumer's step: None)."""
+    from timm_dan.data.device import DeviceSplit
+    from timm_dan.training.data import create_device_loader
+    data_config = {'input_size': (3, image_size, image_size), 'interpolation': 'bilinear',
+                   'mean': IMAGENET_MEAN, 'std': IMAGENET_STD}
+    split = DeviceSplit.from_dataset(decoded, device)
+    return create_device_loader(split, data_config, batch_size, is_training=True, recipe='rafdb', seed=0), None
 
 
 def drain(loader: DataLoader, consume: Optional[Callable] = None) -> int:

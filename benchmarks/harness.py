@@ -44,6 +44,13 @@ def device_sync(device: torch.device) -> Callable[[], None]:
     return torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) this process and its live children (DataLoader workers) have used so far."""
+    import psutil
+    process = psutil.Process()
+    return sum(sum(p.cpu_times()[:2]) for p in [process, *process.children(recursive=True)])
+
+
 def step_flops(fn: Callable[[], object]) -> float:
     """FLOPs of one call of `fn` (forward and backward matmuls and convolutions), counted by torch's
     `FlopCounterMode` on an eager call."""

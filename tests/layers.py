@@ -5,11 +5,12 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / 'timm_dan'
 
 LAYERS = (
-    ('timm_dan.labels', 'timm_dan.precision', 'timm_dan._deprecation', 'timm_dan.version'),
+    ('timm_dan.labels', 'timm_dan.precision', 'timm_dan.cpu', 'timm_dan._deprecation', 'timm_dan.version'),
     ('timm_dan.models',),
     ('timm_dan.data', 'timm_dan.losses', 'timm_dan.metrics'),
     ('timm_dan.inference', 'timm_dan.hub'),
     ('timm_dan.training',),
+    ('timm_dan.demo',),
     ('timm_dan.cli',),
 )
 """Bottom first: a module imports its own package and the layers below it only (docs/architecture.md)."""

@@ -10,7 +10,8 @@ ECE and NLL; valence/arousal CCC, PCC, RMSE and SAGR for a model with a V/A head
 `--model` takes `local-dir:` folders, `hf-hub:` ids and registered pretrained tags. Labels are canonical in
 every data set, so models evaluate across data sets: a 7-class model on an 8-class set skips the contempt
 images (and says how many); an 8-class model on a 7-class set keeps contempt as a possible (wrong) answer.
-The evaluation is training's own (`timm_dan.training.predict` and `compute_metrics`).
+The evaluation is training's own (`timm_dan.training.predict` and `compute_metrics`); only the splits it uses are
+built, and `--device-data` picks the input pipeline as train.py's does.
 
 `--calibrate` fits a softmax temperature (NLL, L-BFGS) on `--calibration-split` (optionally a stratified
 `--calibration-fraction` of it), never on the evaluated split nor on a split named test, reports ECE and NLL
@@ -31,13 +32,15 @@ import yaml
 from accelerate import Accelerator, DataLoaderConfiguration
 
 import timm_dan
-from timm_dan.data import DeviceNormalize, load_fer_dataset
+from timm_dan.cpu import set_threads
+from timm_dan.data import FER_DATASETS, decode_to_arrow, load_fer_dataset
 from timm_dan.hub import ModelCardInfo, save_model_folder
 from timm_dan.hub.card import format_group_table, update_card_measurements
 from timm_dan.models.pretrained import load_pretrained
 from timm_dan.precision import PRECISIONS, accelerate_mixed_precision
 from timm_dan.training import compute_metrics, predict, resolve_channels_last
-from timm_dan.training.data import VA_COLUMNS, create_loader
+from timm_dan.training.config import DEVICE_DATA
+from timm_dan.training.data import VA_COLUMNS, create_eval_loader, wants_device_data
 from timm_dan.training.reporting import (
     calibrate_outputs,
     calibration_summary,
@@ -51,7 +54,7 @@ from timm_dan.training.reporting import (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model', required=True, help='local-dir:DIR, hf-hub:ID or a timm name with a tag')
-    parser.add_argument('--dataset', required=True, help='a timm_dan.data.FER_DATASETS name')
+    parser.add_argument('--dataset', required=True, choices=sorted(FER_DATASETS), help='the data set')
     parser.add_argument('--data-dir', default=None)
     parser.add_argument('--dataset-options', type=yaml.safe_load, default={},
                         help='extra load_fer_dataset options as YAML, e.g. "{num_classes: 7}"')
@@ -60,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--image-size', type=int, default=None, help="default: the model's input size")
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--num-workers', type=int, default=2)
+    parser.add_argument('--threads', type=int, default=None,
+                        help="compute threads per process (default: the cores this process may use, shared among "
+                             "the local processes, whatever accelerate launch put in OMP_NUM_THREADS)")
+    parser.add_argument('--device-data', default='auto', choices=DEVICE_DATA,
+                        help="the decoded images on the device, resized and normalised there in batches: auto (on a "
+                             "CUDA device when they fit), on, off (DataLoader workers); as train.py's --device-data")
     parser.add_argument('--precision', default='auto', choices=PRECISIONS)
     parser.add_argument('--output-json', default=None, help='write the metrics here (and the PNGs beside it)')
     parser.add_argument('--group-by', nargs='+', default=[], metavar='COLUMN',
@@ -161,22 +170,31 @@ def format_calibration(calibration: dict) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.dataset != 'synthetic' and not (args.data_dir and Path(args.data_dir).is_dir()):
+    info = FER_DATASETS[args.dataset]
+    if info.needs_data_dir and not (args.data_dir and Path(args.data_dir).is_dir()):
         raise SystemExit(f'error: --data-dir {args.data_dir} is not a folder; {args.dataset} needs its data')
     if args.update_card and not args.model.startswith('local-dir:'):
         raise SystemExit('error: --update-card writes into a local-dir: folder\'s README.md')
+    args.split = args.split or ('test' if 'test' in info.splits else 'validation')
+    if args.split not in info.splits:
+        raise SystemExit(f'error: {args.dataset} has the splits {list(info.splits)}, not {args.split!r}')
+    if args.calibrate:
+        _check_calibration_args(args, list(info.splits))
     accelerator = Accelerator(mixed_precision=accelerate_mixed_precision(args.precision),
                               dataloader_config=DataLoaderConfiguration(non_blocking=True))
+    threads = set_threads(args.threads)
     channels_last = resolve_channels_last(None)
-    model = load_pretrained(args.model).eval()
+    try:
+        model = load_pretrained(args.model).eval()
+    except Exception as e:  # a missing folder, an unknown name, weights neither cached nor downloadable
+        raise SystemExit(f'error: could not load --model {args.model}: {e}') from None
     num_classes = model.num_classes
-    with accelerator.main_process_first():
-        data = load_fer_dataset(args.dataset, args.data_dir, **args.dataset_options)
-    args.split = args.split or ('test' if 'test' in data else 'validation')
-    if args.split not in data:
-        raise SystemExit(f'error: {args.dataset} has splits {list(data)}, not {args.split!r}')
-    if args.calibrate:
-        _check_calibration_args(args, list(data))
+    wanted = [args.split] + ([args.calibration_split] if args.calibrate else [])
+    with accelerator.main_process_first():  # only the splits used are built (decoded and cached)
+        try:
+            data = load_fer_dataset(args.dataset, args.data_dir, splits=wanted, **args.dataset_options)
+        except (OSError, ValueError, TypeError) as e:  # the layout, a bad label line, an unknown option
+            raise SystemExit(f'error: {e}') from None
     missing = [c for c in args.group_by if c not in data[args.split].column_names]
     if missing:
         raise SystemExit(f'error: --group-by {" ".join(missing)}: {args.dataset} {args.split} has columns '
@@ -196,14 +214,20 @@ def main(argv=None) -> int:
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model = accelerator.prepare(model)
-    normalize = DeviceNormalize(data_config)
+    data_notes = []
 
-    def outputs_of(split):
-        loader = accelerator.prepare(create_loader(split, data_config, args.batch_size, is_training=False,
-                                                   num_workers=args.num_workers, columns=columns))
-        return predict(accelerator, model, loader, normalize, channels_last=channels_last, tta=args.tta)
+    def outputs_of(split, name: str):
+        if wants_device_data(args.device_data, accelerator.device):
+            with accelerator.main_process_first():
+                split = decode_to_arrow(split)
+        loader, normalize, data_note = create_eval_loader(split, data_config, args.batch_size, args.device_data,
+                                                          accelerator.device, num_workers=args.num_workers,
+                                                          name=name, columns=columns)
+        data_notes.append(data_note)
+        return predict(accelerator, model, accelerator.prepare(loader), normalize, channels_last=channels_last,
+                       tta=args.tta)
 
-    outputs = {'evaluated': outputs_of(dataset)}
+    outputs = {'evaluated': outputs_of(dataset, args.split)}
     results = compute_metrics(outputs['evaluated'], len(label_names))
     split_names = {'evaluated': args.split}
     calibration = None
@@ -216,7 +240,7 @@ def main(argv=None) -> int:
                                              seed=args.seed)['test']
             split_names['validation'] = (f'{args.calibration_split} ({args.calibration_fraction:.0%} stratified '
                                          f'hold-out, seed {args.seed})')
-        outputs['validation'] = outputs_of(fit_on)
+        outputs['validation'] = outputs_of(fit_on, args.calibration_split)
         calibration = calibrate_outputs(outputs, split_names)
     elif temperature is not None:  # already calibrated: report the temperature the folder stores
         calibration = calibrate_outputs({'evaluated': outputs['evaluated']}, split_names, temperature=temperature)
@@ -226,7 +250,7 @@ def main(argv=None) -> int:
     if accelerator.is_main_process:
         title = f'{args.model} on {args.dataset} {args.split}' + (' (TTA)' if args.tta else '')
         print(title)
-        for text in notes:
+        for text in [*notes, data_notes[0], f'compute threads per process: {threads}']:
             print(f'note: {text}')
         print(format_table(results, label_names))
         if calibration:

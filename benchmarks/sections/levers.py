@@ -11,6 +11,7 @@ import torch
 
 from benchmarks.contenders import NUM_CLASSES, plain_train_step, random_batch, reference_and_ours
 from benchmarks.harness import interleaved_medians
+from benchmarks.sections.infer import lfw_faces
 from tests.reference_dan import ReferenceDAN
 from timm_dan.inference import FERPredictor, export_onnx, fold_batchnorms
 
@@ -62,6 +63,8 @@ def run(args: argparse.Namespace, results: dict) -> None:
         export_onnx(ours, Path(tmp) / 'dan.onnx', dynamic_batch=True, attention=False)
         runners['onnxruntime fp32'] = FERPredictor(str(Path(tmp) / 'dan.onnx'), detector='none',
                                                    backend='onnxruntime').runner
+    runners['int8, onnxruntime QDQ (precision=int8)'] = FERPredictor(ours, detector='none', precision='int8',
+                                                                     calibration=lfw_faces()).runner
     if args.predictor_compile:
         runners['+ compile=True (Inductor freezing)'] = FERPredictor(ours, detector='none', precision='bf16',
                                                                      compile=True).runner

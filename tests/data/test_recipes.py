@@ -1,15 +1,17 @@
-"""The recipe table holds the authors' numbers, and both transform paths (per sample and batched) really apply each
-recipe's augmentations with those numbers: measured over seeded draws on a probe image whose pixels encode their
-own coordinates, so the flip, the geometric op (angle, scale, shift) and the erased rectangle of every draw can be
-read back from the output."""
+"""The recipe table holds the authors' numbers, and every transform path (per sample, batched, on the device with
+host-side or sync-free choices) really applies each recipe's augmentations with those numbers: measured over seeded
+draws on a probe image whose pixels encode their own coordinates, so the flip, the geometric op (angle, scale,
+shift) and the erased rectangle of every draw can be read back from the output."""
 from typing import NamedTuple, Optional
 
 import pytest
 import torch
 
 from timm_dan.data import RECIPES, BatchCollate, DeviceNormalize, create_transform
+from timm_dan.data.device import DeviceBatches, DeviceSplit
 from timm_dan.data.recipes import TRAIN_RECIPES, Affine, Erasing, Recipe, RotateCrop, get_recipe
 
+PATHS = ['per-sample', 'batched', 'device', 'device (sync-free)']
 SIZE = 48
 CFG = {'input_size': (3, SIZE, SIZE), 'mean': (0.485, 0.456, 0.406), 'std': (0.229, 0.224, 0.225),
        'interpolation': 'bilinear'}
@@ -91,12 +93,23 @@ def _measure(outputs: torch.Tensor) -> list[Draw]:
     return draws
 
 
+def _device_batches(recipe: Optional[str], is_training: bool, path: str, copies: int = DRAWS) -> DeviceBatches:
+    """`DeviceBatches` over `copies` copies of the probe, choosing samples on the host or with masks (as off a CPU)."""
+    pixels = _probe().permute(1, 2, 0).expand(copies, -1, -1, -1).contiguous()
+    batches = DeviceBatches(DeviceSplit(pixels, torch.zeros(copies, dtype=torch.long), 'cpu', resident=True), CFG,
+                            recipe, is_training=is_training, seed=0)
+    batches.sync_free = path == 'device (sync-free)'
+    return batches
+
+
 def _outputs(path: str, recipe: str) -> torch.Tensor:
     probe = _probe()
     torch.manual_seed(0)
     if path == 'per-sample':
         transform = create_transform(CFG, recipe, is_training=True)
         return torch.stack([transform(probe) for _ in range(DRAWS)])
+    if path.startswith('device'):  # each copy is its own draw of the epoch
+        return _device_batches(recipe, True, path).__getitems__([(i, i) for i in range(DRAWS)])[0]
     collate = BatchCollate(CFG, recipe, is_training=True)
     batch = collate([{'pixel_values': probe, 'label': 0}] * DRAWS)
     return DeviceNormalize(CFG)(batch)[0]
@@ -106,7 +119,7 @@ def _rate(draws: list, what) -> float:
     return sum(map(what, draws)) / len(draws)
 
 
-@pytest.mark.parametrize('path', ['per-sample', 'batched'])
+@pytest.mark.parametrize('path', PATHS)
 @pytest.mark.parametrize('name', RECIPES)
 def test_each_augmentation_happens_with_the_recipes_numbers(path, name):
     recipe = TRAIN_RECIPES[name]
@@ -145,12 +158,16 @@ def test_each_augmentation_happens_with_the_recipes_numbers(path, name):
     assert low * 0.8 < min(ratios) < 0.6 and 2 < max(ratios) < high * 1.25
 
 
-@pytest.mark.parametrize('path', ['per-sample', 'batched'])
+@pytest.mark.parametrize('path', PATHS)
 def test_the_probe_reads_back_a_plain_resize_as_untouched(path):
     torch.manual_seed(0)
     probe = _probe()
-    out = (create_transform(CFG)(probe)[None] if path == 'per-sample'
-           else DeviceNormalize(CFG)(BatchCollate(CFG)([{'pixel_values': probe, 'label': 0}]))[0])
+    if path == 'per-sample':
+        out = create_transform(CFG)(probe)[None]
+    elif path.startswith('device'):
+        out = _device_batches(None, False, path, copies=1).__getitems__([0])[0]
+    else:
+        out = DeviceNormalize(CFG)(BatchCollate(CFG)([{'pixel_values': probe, 'label': 0}]))[0]
     (draw, mirrored) = _measure(torch.cat([out, out.flip(-1)]))
     assert not draw.flipped and not draw.moved and draw.erased is None
     assert mirrored.flipped and not mirrored.moved

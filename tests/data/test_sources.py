@@ -61,6 +61,18 @@ def test_rafdb_splits_and_canonical_labels(rafdb, tmp_path):
     assert report.kept == {'train': 3, 'test': 2} and report.total('missing') == report.total('corrupt') == 0
 
 
+def test_one_split_is_cached_apart_from_the_whole_set(rafdb, tmp_path):
+    test_only, report = _load('rafdb', rafdb, tmp_path, splits=['test'])
+    assert list(test_only) == ['test'] and test_only['test'].num_rows == 2 and report.kept == {'test': 2}
+    # a later full load is not answered by the test-only cache, nor the other way round
+    full, _ = _load('rafdb', rafdb, tmp_path)
+    assert {s: full[s].num_rows for s in full} == {'train': 3, 'test': 2}
+    again, _ = _load('rafdb', rafdb, tmp_path, splits=['test'])
+    assert list(again) == ['test']
+    with pytest.raises(ValueError, match="has the splits"):
+        _load('rafdb', rafdb, tmp_path, splits=['validation'])
+
+
 def test_rafdb_original_images(rafdb, tmp_path):
     ds, _ = _load('rafdb', rafdb, tmp_path, aligned=False)
     assert ds['test'][0]['image'].size == (30, 20)

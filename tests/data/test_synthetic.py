@@ -70,3 +70,16 @@ def test_bad_options():
         load_fer_dataset('synthetic', '/data')
     with pytest.raises(ValueError, match='unknown FER data set'):
         load_fer_dataset('fer2014')
+
+
+def test_only_the_splits_asked_are_built(small, tmp_path):
+    """What the evaluation script uses: only the split it evaluates is drawn, and it is the same split."""
+    _, full = small
+    validation = load_fer_dataset('synthetic', num_samples=64, image_size=40, num_classes=8, seed=5,
+                                  cache_dir=str(tmp_path), splits=['validation'])
+    assert list(validation) == ['validation']
+    assert validation['validation']['file'] == full['validation']['file']
+    assert validation['validation'][0]['image'].tobytes() == full['validation'][0]['image'].tobytes()
+    assert not list(tmp_path.rglob('*train*'))  # nothing of the train split was generated
+    with pytest.raises(ValueError, match=r"synthetic has the splits \['train', 'validation'\], not \['test'\]"):
+        load_fer_dataset('synthetic', splits=['test'])

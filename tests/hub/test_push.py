@@ -9,13 +9,15 @@ import timm
 import torch
 
 from timm_dan.hub import Metric, ModelCardInfo, push_model_folder, save_model_folder
+from timm_dan.hub.card import card_for_repo
 
 
 @pytest.fixture(scope='module')
 def folder(tmp_path_factory):
     torch.manual_seed(0)
     model = timm.create_model('dan_resnet18', num_classes=7).eval()
-    card = ModelCardInfo('dan_resnet18.test-run', ['rafdb'], metrics=[Metric('accuracy', 50.0, 'rafdb')])
+    card = ModelCardInfo('dan_resnet18.test-run', ['rafdb'], metrics=[Metric('accuracy', 50.0, 'rafdb')],
+                         load_name='local-dir:runs/test/best')  # as train.py writes it
     return save_model_folder(model, tmp_path_factory.mktemp('push') / 'best', card=card)
 
 
@@ -79,8 +81,8 @@ def test_upload_calls(folder, monkeypatch):
         def create_repo(self, repo_id, **kwargs):
             calls.append(('create_repo', repo_id, kwargs))
 
-        def upload_folder(self, **kwargs):
-            calls.append(('upload_folder', kwargs))
+        def create_commit(self, repo_id, operations, **kwargs):
+            calls.append(('create_commit', repo_id, operations, kwargs))
             return FakeCommit()
 
     import huggingface_hub
@@ -90,17 +92,41 @@ def test_upload_calls(folder, monkeypatch):
     assert summary['url'] == FakeCommit.pr_url
     assert calls[0] == ('token', 'hf_test')
     assert calls[1] == ('create_repo', 'timm-dan/x', {'private': True, 'exist_ok': True})
-    upload = calls[2][1]
-    assert upload['repo_id'] == 'timm-dan/x' and upload['create_pr'] is True
-    assert upload['folder_path'] == str(folder)
-    assert sorted(upload['allow_patterns']) == ['README.md', 'config.json', 'model.safetensors']
+    _, repo_id, operations, kwargs = calls[2]  # one commit holds the three files
+    assert repo_id == 'timm-dan/x' and kwargs['create_pr'] is True
+    files = {op.path_in_repo: op.path_or_fileobj for op in operations}
+    assert sorted(files) == ['README.md', 'config.json', 'model.safetensors']
+    assert files['config.json'] == str(folder / 'config.json')
+    assert files['model.safetensors'] == str(folder / 'model.safetensors')
+    # the uploaded card loads the repo it goes to; the folder's own card is left as it was
+    local = (folder / 'README.md').read_text()
+    assert 'timm.create_model("local-dir:runs/test/best", pretrained=True)' in local
+    assert files['README.md'].decode() == local.replace('"local-dir:runs/test/best"', '"hf-hub:timm-dan/x"')
+    assert summary['card'] == files['README.md'].decode()
 
 
 def test_dry_run_needs_no_repo_id_and_upload_does(folder, capsys):
     from timm_dan.cli import main
     assert main(['hub', 'push', str(folder), '--dry-run']) == 0
-    assert 'Would upload to https://huggingface.co/NAMESPACE/NAME:' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert 'Would upload to https://huggingface.co/NAMESPACE/NAME:' in out
+    assert 'Card, How to use: model = timm.create_model("hf-hub:NAMESPACE/NAME", pretrained=True).eval()' in out
     with pytest.raises(SystemExit) as exit_info:
         main(['hub', 'push', str(folder)])
     assert exit_info.value.code == 2
     assert '--repo-id NAMESPACE/NAME is needed to upload (or pass --dry-run)' in capsys.readouterr().err
+
+
+def test_card_for_repo_rewrites_every_load_name_of_how_to_use():
+    card = '\n'.join([
+        '---', 'library_name: timm', '---', '# Model card', '', '## How to use', '', '```python',
+        'model = timm.create_model("local-dir:runs/synthetic/best", pretrained=True)',
+        'hf_model = AutoModelForImageClassification.from_pretrained("runs/synthetic/best")', '```', '',
+        '## Training', '', 'Trained in runs/synthetic/best: "local-dir:runs/synthetic/best".', ''])
+    out = card_for_repo(card, 'me/dan-demo')
+    usage, training = out.split('## How to use')[1].split('## Training')
+    assert 'timm.create_model("hf-hub:me/dan-demo", pretrained=True)' in usage
+    assert 'from_pretrained("me/dan-demo")' in usage and 'runs/synthetic' not in usage
+    assert training == card.split('## Training')[1]  # other sections are left as they are
+    assert card_for_repo(out, 'me/other').count('hf-hub:me/other') == 1  # an hf-hub: name is retargeted too
+    assert card_for_repo('no usage section', 'me/x') == 'no usage section'

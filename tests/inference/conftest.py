@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 import timm_dan  # noqa: F401  (registers the dan_* models)
+from tests.inference.fake_yunet import write_fake_yunet
 
 skimage_data = pytest.importorskip('skimage.data')
 
@@ -83,3 +84,43 @@ def png_header_only():
                          + chunk(b'IEND', b''))
         return path
     return write
+
+
+@pytest.fixture(scope='session')
+def fake_yunet_file(tmp_path_factory):
+    """A YuNet-shaped ONNX file for 320 x 320 images (tests/inference/fake_yunet.py): red cells are faces."""
+    return write_fake_yunet(tmp_path_factory.mktemp('yunet') / 'face_detection_yunet_2023mar.onnx')
+
+
+def _lfw_batch(images: np.ndarray) -> torch.Tensor:
+    """scikit-image LFW images (25 x 25 gray in [0, 1]) as a normalised 64 x 64 RGB batch."""
+    x = torch.nn.functional.interpolate(torch.from_numpy(images).float()[:, None], size=64, mode='bilinear')
+    mean, std = (torch.tensor(v)[:, None, None]
+                 for v in (timm.data.IMAGENET_DEFAULT_MEAN, timm.data.IMAGENET_DEFAULT_STD))
+    return (x.expand(-1, 3, -1, -1) - mean) / std
+
+
+@pytest.fixture(scope='session')
+def trained_model():
+    """A 64 x 64 dan_resnet18 with BatchNorm statistics of real photos and a classifier fitted to tell LFW faces
+    ('happy') from LFW non-faces ('neutral'): a random trunk with a trained linear probe on top."""
+    torch.manual_seed(0)
+    model = timm.create_model('dan_resnet18', num_classes=7, pretrained_cfg_overlay=dict(input_size=(3, 64, 64)))
+    images = skimage_data.lfw_subset()  # 100 faces, then 100 non-faces
+    x = _lfw_batch(np.concatenate([images[:48], images[100:148]]))
+    labels = torch.tensor([1] * 48 + [0] * 48)
+    model.train()
+    with torch.no_grad():
+        for batch in x[torch.randperm(len(x))].split(16):
+            model(batch)
+        model.eval()
+        features = model.forward_head(model.forward_features(x), pre_logits=True)
+    model.bn.reset_parameters()
+    model.bn.reset_running_stats()
+    optimizer = torch.optim.Adam(model.fc.parameters(), lr=0.01)
+    for _ in range(100):
+        loss = torch.nn.functional.cross_entropy(model.bn(model.fc(features)), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.requires_grad_(False)

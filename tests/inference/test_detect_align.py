@@ -1,15 +1,12 @@
 """Face detection on real photos (Haar, the offline YuNet fallback) and the crop geometry (alignment, margin)."""
 import logging
-import math
-import warnings
 
 import cv2
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 from tests.hf_cache import populate_hf_cache
+from tests.inference.fake_yunet import LANDMARKS as FAKE_YUNET_LANDMARKS
 from timm_dan.cli.predict import DETECTORS as CLI_DETECTORS
 from timm_dan.inference import detectors
 from timm_dan.inference.align import ALIGNED_TEMPLATE, alignment_matrix, box_matrix, crop_face
@@ -114,30 +111,10 @@ def test_box_crop_is_square_with_margin_and_padded_at_edges():
     assert edge[0, 0, 0] == 77
 
 
-class _FakeYuNet(torch.nn.Module):
-    """A stand-in with YuNet's inputs and outputs (we cannot download the real one here): every bright-red
-    32 x 32 cell is a face of 64 x 64 pixels centred on the cell, with fixed landmarks inside it."""
-    landmarks = (0.2, 0.3, 0.8, 0.3, 0.5, 0.55, 0.3, 0.8, 0.7, 0.8)  # per cell, in stride units
-
-    def forward(self, x):
-        outputs = {}
-        for stride in (8, 16, 32):
-            red = F.avg_pool2d(x[:, 2:3], stride).flatten(2).transpose(1, 2) / 255.  # BGR input: B x N x 1
-            score = red if stride == 32 else red * 0.
-            outputs[stride] = (score, score, score * 0. + torch.tensor([[.5, .5, math.log(2.), math.log(2.)]]),
-                               score * 0. + torch.tensor([self.landmarks]))
-        return tuple(outputs[s][k] for k in range(4) for s in (8, 16, 32))
-
-
 @pytest.fixture
-def yunet_in_hf_cache(tmp_path, monkeypatch):
+def yunet_in_hf_cache(tmp_path, monkeypatch, fake_yunet_file):
     """The Hub cache layout of opencv/face_detection_yunet, holding a fake YuNet for 320 x 320 images."""
-    onnx_file = tmp_path / 'yunet.onnx'
-    names = [f'{kind}_{s}' for kind in ('cls', 'obj', 'bbox', 'kps') for s in (8, 16, 32)]
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # OpenCV's ONNX importer reads the classic exporter's graphs
-        torch.onnx.export(_FakeYuNet(), (torch.zeros(1, 3, 320, 320),), str(onnx_file), input_names=['input'],
-                          output_names=names, opset_version=13, dynamo=False)
+    onnx_file = fake_yunet_file
     snapshot = populate_hf_cache(tmp_path / 'hub', 'opencv/face_detection_yunet',
                                  {detectors.YUNET_FILENAME: onnx_file.read_bytes()})
     path = snapshot / detectors.YUNET_FILENAME
@@ -158,7 +135,7 @@ def test_yunet_from_the_hf_cache_gives_boxes_and_landmarks(yunet_in_hf_cache, ca
     faces = create_detector('yunet')(image)
     assert len(faces) == 1 and faces[0].score == pytest.approx(1.)
     np.testing.assert_allclose(faces[0].box, [144, 80, 64, 64])  # centre (5.5, 3.5) * 32, size 2 * 32
-    expected = (np.reshape(_FakeYuNet.landmarks, (5, 2)) + [5, 3]) * 32
+    expected = (np.reshape(FAKE_YUNET_LANDMARKS, (5, 2)) + [5, 3]) * 32
     np.testing.assert_allclose(faces[0].landmarks, expected, atol=1e-3)
 
     result, = FERPredictor(model_name, detector='yunet').predict(image, attention=True)
@@ -178,3 +155,35 @@ def test_crop_of_the_mirror_is_the_mirror_of_the_crop():
     crop = crop_face(image, box, (64, 64), margin=0.1).astype(int)
     mirrored = crop_face(np.ascontiguousarray(image[:, ::-1]), mirrored_box, (64, 64), margin=0.1).astype(int)
     assert np.abs(mirrored[:, ::-1] - crop).max() <= 2  # equal up to OpenCV's 1/32-pixel fixed point
+
+
+def test_thresholds_per_detector_and_keep_faces(fake_yunet_file):
+    assert HaarDetector().min_face_score == detectors.MIN_FACE_SCORE['haar'] == 3.0
+    assert create_detector('haar', min_face_score=1.5, min_face_size=10).min_face_score == 1.5
+    yunet = create_detector('yunet', model_path=fake_yunet_file)
+    assert isinstance(yunet, detectors.YuNetDetector) and yunet.min_face_score == 0.7 and yunet.min_face_size == 24
+    image = np.zeros((320, 320, 3), dtype=np.uint8)
+    image[96:128, 160:192, 0] = 255  # score 1.0
+    image[224:256, 32:64, 0] = 128  # score 0.5: below YuNet's default
+    assert [round(f.score, 2) for f in yunet(image)] == [1.0]
+    assert [round(f.score, 2) for f in create_detector('yunet', fake_yunet_file, min_face_score=0.4)(image)] == [1., .5]
+    assert create_detector('yunet', fake_yunet_file, min_face_size=65)(image) == []  # its faces are 64 px
+    faces = [detectors.Detection(np.array([0., 0., w, h]), score=s) for w, h, s in ((30, 40, 2.), (20, 90, 9.),
+                                                                                     (50, 50, 5.))]
+    assert [f.score for f in detectors.keep_faces(faces, 3., 25.)] == [5.]
+    assert [f.score for f in detectors.keep_faces(faces)] == [9., 5., 2.]
+
+
+def test_detector_errors_in_python_and_cli_terms(tmp_path):
+    with pytest.raises(detectors.DetectorUnavailable) as err:
+        create_detector('yunet', model_path=tmp_path / 'a{b}.onnx')  # braces in a path are no format fields
+    assert str(err.value) == (f'{tmp_path / "a{b}.onnx"}: no such file (the YuNet model, '
+                              'face_detection_yunet_2023mar.onnx); give the path of the .onnx file with '
+                              'detector_model=PATH, or use detector="haar"')
+    assert err.value.for_cli().endswith('with --detector-model PATH, or use --detector haar')
+    (tmp_path / 'text.onnx').write_text('not a model')
+    with pytest.raises(detectors.DetectorUnavailable, match=r'text.onnx: OpenCV could not load it as a YuNet face '
+                                                            r'detector \((?!OpenCV\().*\); detector_model=PATH'):
+        create_detector('auto', model_path=tmp_path / 'text.onnx')
+    with pytest.raises(ValueError, match='needs detector "yunet" or "auto", not \'haar\''):
+        create_detector('haar', model_path=tmp_path / 'text.onnx')

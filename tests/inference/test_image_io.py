@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from timm_dan.inference.io import ImageLoadError, expand_inputs, load_image
+from timm_dan.inference.io import ImageLoadError, expand_inputs, load_image, sniff_format
 
 
 def _save(tmp_path, name, image, **kwargs):
@@ -114,3 +114,44 @@ def test_folders_expand_to_sorted_image_files(tmp_path):
         (tmp_path / name).write_bytes(b'x')
     items = expand_inputs([tmp_path, np.zeros((2, 2))])
     assert [i.name for i in items] == [str(tmp_path / n) for n in ('a.JPG', 'b.png', 'sub/c.webp')] + ['<ndarray 1>']
+
+
+@pytest.mark.parametrize('head, expected', [
+    (b'\x00\x00\x00\x1cftypisom\x00\x00\x02\x00', ('video', 'MP4')),
+    (b'\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00', ('video', 'QuickTime MOV')),
+    (b'\x00\x00\x00\x18ftyp3gp4\x00\x00\x00\x00', ('video', '3GP')),
+    (b'\x00\x00\x00\x18ftypheic\x00\x00\x00\x00', ('image', 'HEIC')),
+    (b'\x00\x00\x00\x1cftypavif\x00\x00\x00\x00', ('image', 'AVIF')),
+    (b'RIFF\x24\x00\x00\x00AVI LIST', ('video', 'AVI')),
+    (b'RIFF\x24\x00\x00\x00WEBPVP8 ', ('image', 'WebP')),
+    (b'\x1aE\xdf\xa3\x9fB\x86\x81\x01', ('video', 'Matroska/WebM')),
+    (b'FLV\x01\x05\x00\x00\x00\x09', ('video', 'FLV')),
+    (b'0&\xb2u\x8ef\xcf\x11\xa6\xd9', ('video', 'ASF/WMV')),
+    (b'\x00\x00\x01\xba\x44\x00', ('video', 'MPEG program stream')),
+    ((b'\x47' + b'\x00' * 187) * 3, ('video', 'MPEG transport stream')),
+    (b'\xff\xd8\xff\xe0\x00\x10JFIF', ('image', 'JPEG')),
+    (b'hello, not a photo', (None, None)),
+])
+def test_file_signatures(tmp_path, head, expected):
+    path = tmp_path / 'file'
+    path.write_bytes(head)
+    assert sniff_format(path) == expected
+
+
+def test_a_video_read_as_an_image_says_add_video(tmp_path):
+    (tmp_path / 'clip.mkv').write_bytes(b'\x1aE\xdf\xa3\x9fB\x86\x81\x01' + b'\x00' * 64)
+    with pytest.raises(ImageLoadError) as err:
+        load_image(tmp_path / 'clip.mkv')
+    assert str(err.value) == (f'{tmp_path / "clip.mkv"}: looks like a video (Matroska/WebM), not an image: add '
+                              f'--video (in Python: FERPredictor.predict_video)')
+
+
+def test_folders_skip_hidden_entries_unless_asked(tmp_path):
+    for name in ('a.jpg', 'sub/b.png', '.thumbnails/c.jpg', '._a.jpg', 'sub/.d.png'):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b'x')
+    items = expand_inputs([tmp_path, tmp_path / '._a.jpg'])  # a hidden file named explicitly is read
+    assert [i.relative for i in items] == ['a.jpg', 'sub/b.png', '._a.jpg']
+    assert [i.name for i in items][:2] == [str(tmp_path / 'a.jpg'), str(tmp_path / 'sub' / 'b.png')]
+    assert [i.relative for i in expand_inputs(tmp_path, include_hidden=True)] == [
+        '._a.jpg', '.thumbnails/c.jpg', 'a.jpg', 'sub/.d.png', 'sub/b.png']

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import timm_dan
-from timm_dan.inference import Detection, FERPredictor, FrameResult, ImageLoadError, attention_grid, save_annotated
+from timm_dan.inference import Detection, FERPredictor, FrameResult, attention_grid, save_annotated
 from timm_dan.inference.align import crop_face
 from timm_dan.inference.predictor import label_names_of
 
@@ -125,40 +125,6 @@ def test_any_timm_classifier_works_without_attention(astronaut):
         predictor.predict(astronaut, attention=True)
 
 
-def _lfw_batch(images: np.ndarray) -> torch.Tensor:
-    """scikit-image LFW images (25 x 25 gray in [0, 1]) as a normalised 64 x 64 RGB batch."""
-    x = torch.nn.functional.interpolate(torch.from_numpy(images).float()[:, None], size=64, mode='bilinear')
-    mean, std = (torch.tensor(v)[:, None, None]
-                 for v in (timm.data.IMAGENET_DEFAULT_MEAN, timm.data.IMAGENET_DEFAULT_STD))
-    return (x.expand(-1, 3, -1, -1) - mean) / std
-
-
-@pytest.fixture(scope='module')
-def trained_model():
-    """A 64 x 64 dan_resnet18 with BatchNorm statistics of real photos and a classifier fitted to tell LFW faces
-    ('happy') from LFW non-faces ('neutral'): a random trunk with a trained linear probe on top."""
-    torch.manual_seed(0)
-    model = timm.create_model('dan_resnet18', num_classes=7, pretrained_cfg_overlay=dict(input_size=(3, 64, 64)))
-    images = skimage_data.lfw_subset()  # 100 faces, then 100 non-faces
-    x = _lfw_batch(np.concatenate([images[:48], images[100:148]]))
-    labels = torch.tensor([1] * 48 + [0] * 48)
-    model.train()
-    with torch.no_grad():
-        for batch in x[torch.randperm(len(x))].split(16):
-            model(batch)
-        model.eval()
-        features = model.forward_head(model.forward_features(x), pre_logits=True)
-    model.bn.reset_parameters()
-    model.bn.reset_running_stats()
-    optimizer = torch.optim.Adam(model.fc.parameters(), lr=0.01)
-    for _ in range(100):
-        loss = torch.nn.functional.cross_entropy(model.bn(model.fc(features)), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.requires_grad_(False)
-
-
 def test_precision_auto_is_bf16_where_the_device_computes_it(trained_model, monkeypatch):
     import timm_dan.precision
     for native, expected in ((True, 'bf16'), (False, 'fp32')):
@@ -214,7 +180,7 @@ def test_attention_maps_match_forward_attention(haar_predictor, eval_model, astr
         expected = eval_model.forward_attention(x)[0].numpy()
     np.testing.assert_allclose(face.attention, expected, rtol=1e-4, atol=1e-3)
     grid = attention_grid(face)
-    assert grid.shape == (160, 160 * 5, 3)  # the face + one tile per head, enlarged to 160 px
+    assert grid.shape == (160, 160 * 5 + 64, 3)  # the face + one tile per head, enlarged to 160 px, + colour bar
     path = save_annotated(result, tmp_path / 'annotated.png')
     drawn = np.asarray(Image.open(path))
     x, y, w, h = (round(v) for v in face.box)
@@ -251,8 +217,45 @@ def test_video_frames_every_n(haar_predictor, astronaut, tmp_path):
     assert [len(r.faces) for r in results] == [1, 0, 0, 1]
     assert all(isinstance(r, FrameResult) and r.image is None for r in results)
     assert results[0].to_dict()['frame'] == 0 and 'time' in results[0].to_dict()
-    with pytest.raises(ImageLoadError, match='could not open as a video file'):
-        next(haar_predictor.predict_video(str(tmp_path / 'missing.avi')))
+    missing, = haar_predictor.predict_video(str(tmp_path / 'missing.avi'))  # one result, as predict() gives
+    assert missing.error == f'{tmp_path / "missing.avi"}: no such file' and missing.faces == []
+
+
+def test_unreadable_inputs_are_results_with_an_error_for_images_and_videos(haar_predictor, astronaut, tmp_path):
+    (tmp_path / 'empty.avi').write_bytes(b'')
+    (tmp_path / 'notes.avi').write_text('a text file, not a video')  # OpenCV opens it and decodes no frame
+    Image.fromarray(astronaut).save(tmp_path / 'photo.png')
+    for name, message in (('missing.avi', 'no such file'), ('empty.avi', 'the file is empty (0 bytes)')):
+        image, = haar_predictor.predict(tmp_path / name)
+        frame, = haar_predictor.predict_video(str(tmp_path / name))
+        assert image.error == frame.error == f'{tmp_path / name}: {message}'
+    notes, = haar_predictor.predict_video(str(tmp_path / 'notes.avi'))
+    assert notes.error.startswith(f'{tmp_path / "notes.avi"}: ')
+    assert 'not a video OpenCV can read' in notes.error and notes.faces == []
+    photo, = haar_predictor.predict_video(str(tmp_path / 'photo.png'))  # OpenCV reads an image as one frame
+    assert photo.error is None and len(photo.faces) == 1
+
+
+def test_repr_says_what_runs(haar_predictor, model_name):
+    assert repr(haar_predictor) == (
+        f"FERPredictor(model='{model_name}', backend='torch', device='cpu', precision='fp32', classes=7, "
+        "input_size=(3, 64, 64), detector='haar', min_face_score=3.0, min_face_size=24, batch_size=32, tta=False)")
+
+
+def test_thresholds_apply_to_a_callers_detector(model_name, astronaut):
+    def two_faces(image):
+        return [Detection(np.array([177., 66., 95., 95.]), score=0.9), Detection(np.array([10., 10., 20., 20.]),
+                                                                                  score=0.3)]
+    assert len(FERPredictor(model_name, detector=two_faces).predict(astronaut)[0].faces) == 2
+    kept = FERPredictor(model_name, detector=two_faces, min_face_score=0.5).predict(astronaut)[0].faces
+    assert [f.detection_score for f in kept] == [0.9]
+    kept = FERPredictor(model_name, detector=two_faces, min_face_size=30).predict(astronaut)[0].faces
+    assert [f.box[2] for f in kept] == [95.]
+
+
+def test_a_folder_path_without_local_dir_is_named(tmp_path):
+    with pytest.raises(ValueError, match=f"{tmp_path} is a folder: pass 'local-dir:{tmp_path}'"):
+        FERPredictor(str(tmp_path))
 
 
 def test_video_memory_stays_flat(model_name, astronaut, tmp_path):

@@ -81,7 +81,7 @@ def test_a_model_without_va_head_or_temperature_is_as_before(model_name, lfw_fac
     assert not predictor.has_va and predictor.temperature == 1.0
     face = predictor.predict(_faces(lfw_faces, 1))[0].faces[0]
     assert face.valence is None and face.arousal is None and len(face.logits) == 7
-    assert set(face.to_dict()) == {'box', 'landmarks', 'label', 'score', 'probs'}
+    assert set(face.to_dict()) == {'box', 'landmarks', 'detection_score', 'label', 'score', 'probs'}
 
 
 def test_tta_averages_valence_arousal_of_the_face_and_its_mirror(va_model_dir, lfw_faces):
@@ -116,7 +116,7 @@ def test_cli_table_and_csv_carry_valence_arousal(va_model_dir, lfw_faces, tmp_pa
     assert main(['predict', *paths, '--model', f'local-dir:{va_model_dir}', '--detector', 'none', '--csv',
                  str(out), '--precision', 'fp32']) == 0
     header = capsys.readouterr().out.splitlines()[0].split()
-    assert header == ['file', 'face', 'label', 'score', 'valence', 'arousal', 'top-3']
+    assert header == ['file', 'face', 'label', 'score', 'det', 'valence', 'arousal', 'top-3']
     rows = list(csv.DictReader(out.open()))
     expected = FERPredictor(f'local-dir:{va_model_dir}', detector='none', precision='fp32').predict(paths)
     for row, result in zip(rows, expected, strict=True):
@@ -126,7 +126,7 @@ def test_cli_table_and_csv_carry_valence_arousal(va_model_dir, lfw_faces, tmp_pa
     assert main(['predict', paths[0], '--model', f'local-dir:{va_model_dir}', '--detector', 'none', '--json',
                  str(out_json), '--precision', 'fp32']) == 0
     face = json.loads(out_json.read_text())[0]['faces'][0]
-    assert set(face) == {'box', 'landmarks', 'label', 'score', 'probs', 'valence', 'arousal'}
+    assert set(face) == {'box', 'landmarks', 'detection_score', 'label', 'score', 'probs', 'valence', 'arousal'}
 
 
 
@@ -152,6 +152,7 @@ def test_video_frames_carry_valence_arousal(va_model_dir, lfw_faces, tmp_path):
         assert frame['faces'][0]['valence'] == pytest.approx(result.valence, abs=1e-5)
         assert float(row['arousal']) == pytest.approx(result.arousal, abs=1e-5)
 
+
 @pytest.mark.slow
 def test_onnx_export_carries_valence_arousal_and_the_temperature(va_model, va_model_dir, lfw_faces, tmp_path,
                                                                  capsys):
@@ -161,6 +162,7 @@ def test_onnx_export_carries_valence_arousal_and_the_temperature(va_model, va_mo
     assert report.max_abs_diff < 1e-4 and report.max_abs_diff_va < 1e-4
     session = ort.InferenceSession(str(report.path))
     assert [o.name for o in session.get_outputs()] == ['logits', 'attention', 'valence_arousal']
+    assert all(isinstance(o.shape[0], str) for o in session.get_outputs())  # every output's batch is dynamic
     x = torch.randn(3, 3, INPUT_SIZE, INPUT_SIZE, generator=torch.Generator().manual_seed(3))
     logits, va = session.run(['logits', 'valence_arousal'], {'input': x.numpy()})
     with torch.no_grad():
@@ -195,3 +197,37 @@ def test_bf16_folding_also_folds_the_va_head(va_model):
     with torch.no_grad():
         torch.testing.assert_close(folded.forward_with_va(x).valence_arousal, va_model.forward_with_va(x)[1],
                                    atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_int8_keeps_valence_arousal_and_the_temperature(va_model, va_model_dir, lfw_faces, tmp_path, capsys):
+    """quantize_onnx keeps the valence_arousal output; FERPredictor on the int8 file (and precision='int8' on the
+    torch model, and `timm-dan export --quantize int8`) still gives each face's valence and arousal."""
+    pytest.importorskip('onnxruntime')
+    import onnxruntime as ort
+
+    from timm_dan.inference import quantize_onnx
+    faces = _faces(lfw_faces, 8)
+    folder = tmp_path / 'calibration'
+    folder.mkdir()
+    for i, face in enumerate(faces):
+        Image.fromarray(face).save(folder / f'{i}.png')
+    export_onnx(va_model, tmp_path / 'fp32.onnx', dynamic_batch=True)
+    report = quantize_onnx(tmp_path / 'fp32.onnx', tmp_path / 'int8.onnx', folder)
+    assert [o.name for o in ort.InferenceSession(str(report.path)).get_outputs()] == [
+        'logits', 'attention', 'valence_arousal']
+    reference = FERPredictor(f'local-dir:{va_model_dir}', detector='none', precision='fp32').predict(faces)
+    for predictor in (FERPredictor(str(report.path), detector='none'),
+                      FERPredictor(f'local-dir:{va_model_dir}', detector='none', precision='int8',
+                                   calibration=str(folder))):
+        assert predictor.runner.precision == 'int8' and predictor.has_va and predictor.temperature == TEMPERATURE
+        for got, expected in zip(predictor.predict(faces), reference, strict=True):
+            a, b = got.faces[0], expected.faces[0]
+            assert -1 <= a.valence <= 1 and -1 <= a.arousal <= 1
+            assert a.valence == pytest.approx(b.valence, abs=0.1) and a.arousal == pytest.approx(b.arousal, abs=0.1)
+
+    assert main(['export', f'local-dir:{va_model_dir}', '--output', str(tmp_path / 'cli.int8.onnx'),
+                 '--quantize', 'int8', '--calibration', str(folder)]) == 0
+    assert 'quantized to int8' in capsys.readouterr().out
+    cli = FERPredictor(str(tmp_path / 'cli.int8.onnx'), detector='none')
+    assert cli.has_va and cli.predict(faces[:1])[0].faces[0].valence is not None

@@ -1,5 +1,6 @@
 """The training library: metrics vs scikit-learn, config parsing and checking, recipes, seeded data, TrainStep."""
 import dataclasses
+import json
 import random
 import re
 from pathlib import Path
@@ -169,6 +170,14 @@ def test_unknown_or_mistyped_keys_are_errors(tmp_path, capsys):
     assert "invalid int value: 'big'" in capsys.readouterr().err
 
 
+def test_dataset_options_the_data_set_does_not_take_are_a_config_error():
+    from timm_dan.training.data import load_splits
+    cfg = parse_config(['--dataset-options', '{num_samples:64, image_size:32}'])  # keys, not key: value pairs
+    with pytest.raises(ConfigError, match=r"unknown options for synthetic: \['image_size:32', 'num_samples:64'\].*"
+                                          r'space after each colon'):
+        load_splits(cfg)
+
+
 def test_help_lists_the_options_section_by_section():
     help_text = build_parser().format_help()
     starts = [help_text.index(f'\n{section}:\n') for section in SECTIONS]
@@ -285,3 +294,37 @@ def test_nonfinite_loss_stops_with_the_step_or_is_skipped():
     losses = step.read_losses()
     assert np.isfinite(losses['loss']) and set(losses) == {'loss', 'ce', 'affinity', 'partition', 'va'}
     assert losses['va'] == 0  # no valence/arousal head
+
+
+def test_best_folder_card_of_a_synthetic_run_is_fit_for_the_hub(tmp_path):
+    """The card train.py writes into best/ (issue 17): licence named, no made-up Hub dataset ids, no empty
+    sentence, and a warning that a model of the synthetic faces means nothing on real photos."""
+    import timm
+    from huggingface_hub import ModelCard
+
+    from timm_dan.training.reporting import export_best
+    cfg = TrainConfig(dataset='synthetic', num_classes=2)
+    model = timm.create_model('dan_resnet18', num_classes=2).eval()
+    results = {'validation': {'accuracy': 0.942, 'mean_class_accuracy': 0.94, 'macro_f1': 0.93}}
+    best = export_best(model, tmp_path, cfg, results, {'train': 'train', 'validation': 'validation'},
+                       ['neutral', 'happy'], {'input_size': (3, 64, 64)}, epoch=3)
+    card = ModelCard.load(best / 'README.md')
+    metadata = card.data.to_dict()
+    assert metadata['license'] == 'other' and metadata['license_name'] == 'timm-dan-demo-weights'
+    assert 'datasets' not in metadata and 'model-index' not in metadata  # 'synthetic' is no Hub data set
+    assert '> **Warning: a demo model, not a facial expression recognizer.**' in card.text
+    assert 'On real photos their predictions mean nothing' in card.text
+    assert 'Faces as in' not in card.text and ': as in the training data' not in card.text
+    assert '| validation | Top-1 accuracy (%) | 94.20 |' in card.text  # the measured numbers stay in the body
+    assert f'timm.create_model("local-dir:{tmp_path / "best"}", pretrained=True)' in card.text
+
+
+def test_confusion_matrix_json_is_compact(tmp_path):
+    from timm_dan.training.reporting import compact_json, write_confusion_matrix
+    metrics = {'accuracy': 0.5, 'confusion_matrix': [[3, 1], [2, 4]], 'per_class_recall': [0.75, 0.6667]}
+    write_confusion_matrix(tmp_path, metrics, ['neutral', 'happy'], 'a title')
+    text = (tmp_path / 'confusion_matrix.json').read_text()
+    assert json.loads(text) == {'title': 'a title', 'label_names': ['neutral', 'happy'], **metrics}
+    assert '  [3, 1],\n  [2, 4]\n' in text and ' "per_class_recall": [0.75, 0.6667]\n}' in text
+    assert ' "label_names": ["neutral", "happy"],\n' in text and len(text.splitlines()) == 10
+    assert compact_json({}) == '{}' and compact_json([[], {}]) == '[\n [],\n {}\n]'

@@ -24,12 +24,13 @@ pytestmark = pytest.mark.usefixtures('fresh_accelerator_state')
 
 TINY = '{num_samples: 64, num_validation_samples: 33, image_size: 32, num_classes: 8, seed: 0}'
 TINY_ARGS = ['--dataset-options', TINY, '--image-size', '32', '--batch-size', '16', '--num-workers', '0',
-             '--epochs', '2', '--log-every', '1']
+             '--epochs', '2', '--log-every', '1', '--threads', '1']
 
 
 @pytest.fixture
 def subprocess_env(subprocess_env):
-    # one thread per process: on a shared 2-core machine, 2 OpenMP threads per process collapse under load
+    # one thread per process (TINY_ARGS' --threads 1 too): on a shared 2-core machine, 2 OpenMP threads per process
+    # collapse under load
     return dict(subprocess_env, OMP_NUM_THREADS='1')
 
 
@@ -201,6 +202,22 @@ def test_kill_and_resume_is_identical_to_an_uninterrupted_run(tmp_path, subproce
         assert torch.equal(full[key], resumed[key]), key
     epochs = [json.loads(line)['epoch'] for line in (run / 'metrics.jsonl').read_text().splitlines()]
     assert epochs == [1, 2]
+
+
+@pytest.mark.slow
+def test_accelerate_launch_without_gpu_uses_the_available_cores(tmp_path, subprocess_env):
+    """`accelerate launch` without a GPU exports OMP_NUM_THREADS=1; train.py still uses the cores it may run on,
+    and an explicit --threads wins."""
+    from timm_dan.cpu import available_cpus
+    env = {k: v for k, v in subprocess_env.items() if k not in ('OMP_NUM_THREADS', 'LOCAL_WORLD_SIZE')}
+    base = [sys.executable, '-m', 'accelerate.commands.launch', '--num_processes', '1', '--dynamo_backend', 'no',
+            '--mixed_precision', 'no', 'train_scripts/train.py', '--dataset-options', TINY, '--image-size', '32',
+            '--batch-size', '16', '--num-workers', '0', '--epochs', '1', '--max-train-steps', '1']
+    for extra, expected in (([], available_cpus()), (['--threads', '1'], 1)):
+        result = subprocess.run([*base, '--output-dir', str(tmp_path / f'run{expected}'), *extra], env=env,
+                                capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert f'per process: threads {expected}, data workers 0' in result.stdout, result.stdout[-2000:]
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The `timm-dan` command line: `data`, `predict`, `export` and `hub` subcommands.
+"""The `timm-dan` command line: `data`, `predict`, `export`, `hub` and `demo` subcommands.
 
 Each subcommand lives in a module of this package that defines `add_parser(subparsers)`; the parser it adds sets
 `func(args) -> int`. Only the module of the command being run is imported, so `timm-dan --help` and
@@ -18,13 +18,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'predict': ('timm_dan.cli.predict', 'detect faces and predict their expressions in images, folders or videos'),
     'export': ('timm_dan.cli.export', 'export a model to ONNX, checked against PyTorch with onnxruntime'),
     'hub': ('timm_dan.cli.hub', "convert the authors' checkpoints, render model cards, upload to the Hub"),
+    'demo': ('timm_dan.cli.demo', 'serve the web demo: photos, webcam and videos in the browser'),
 }
 
 
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """The parser, with the full arguments of `command` only (the others are listed by name and help)."""
     parser = argparse.ArgumentParser(
-        prog='timm-dan', description='DAN facial expression recognition on timm: data sets, prediction, export, Hub.')
+        prog='timm-dan',
+        description='DAN facial expression recognition on timm: data sets, prediction, export, Hub, web demo.')
     parser.add_argument('--version', action='version', version=f'timm-dan {__version__}')
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
     for name, (module, help_text) in COMMANDS.items():

@@ -15,6 +15,9 @@ from ..data.registry import FER_DATASETS
 
 __all__ = ['add_parser', 'dataset_summary', 'embed_images']
 
+DESCRIPTION = ('Inspect a FER data set (images per split and class; dropped, missing and corrupt files), save it '
+               'with save_to_disk, or mirror it privately on the Hugging Face Hub.')
+
 
 def _option(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition('=')
@@ -27,7 +30,7 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser('data', help='inspect and export FER data sets', description=__doc__)
+    parser = subparsers.add_parser('data', help='inspect and export FER data sets', description=DESCRIPTION)
     commands = parser.add_subparsers(dest='data_command', metavar='{info,export}', required=True)
     for name, help_text in (('info', 'images per split and class, and what was dropped, missing or corrupt'),
                             ('export', 'write the DatasetDict with save_to_disk and/or push it to the Hub')):
@@ -93,7 +96,7 @@ def _table(summary: dict[str, Any]) -> str:
         for split, paths in summary[kind].items():
             rows += [f'  {kind} ({split}): {p}' for p in paths[:10]] + (
                 [f'  ... {len(paths) - 10} more'] if len(paths) > 10 else [])
-    return '\n'.join([f'{FER_DATASETS[summary["name"]].title} ({summary["name"]})'] + rows)
+    return '\n'.join([f'{summary["name"]}: {FER_DATASETS[summary["name"]].title}'] + rows)
 
 
 def run_info(args) -> int:

@@ -1,34 +1,28 @@
-"""`timm-dan hub convert-official | convert-backbone | push | card`: the published weights as Hub folders.
-
-    timm-dan hub convert-official rafdb_epoch21_acc0.897_bacc0.8275.pth --dataset rafdb --output-dir dan-rafdb
-    timm-dan hub convert-backbone resnet18_msceleb.pth --output-dir resnet18-msceleb
-    timm-dan hub push dan-rafdb --repo-id timm-dan/dan_resnet18.rafdb [--dry-run] [--create-pr]
-    timm-dan hub card --output MODEL_CARD.md [--check]
-
-Uploads take the token from the usual places (`hf auth login`, HF_TOKEN).
-"""
+"""`timm-dan hub convert-official | convert-backbone | push | card`: the published weights as Hub folders."""
 import argparse
 import json
 from pathlib import Path
 
-from huggingface_hub import ModelCard
-
-from ..hub import (
-    CARD_NAME,
-    convert_backbone_file,
-    convert_official_file,
-    family_card,
-    push_model_folder,
-    render_model_card,
-)
-from ..models.official import OFFICIAL_CLASS_ORDERS
-
 __all__ = ['add_parser', 'print_folder']
+
+DESCRIPTION = "Convert the authors' checkpoints into timm Hub folders, render model cards, upload to the Hub."
+EXAMPLES = """examples:
+  timm-dan hub convert-official rafdb_epoch21_acc0.897_bacc0.8275.pth --dataset rafdb --output-dir dan-rafdb
+  timm-dan hub convert-backbone resnet18_msceleb.pth --output-dir resnet18-msceleb
+  timm-dan hub push dan-rafdb --dry-run
+  timm-dan hub push dan-rafdb --repo-id timm-dan/dan_resnet18.rafdb [--private] [--create-pr]
+  timm-dan hub card --output MODEL_CARD.md [--check]
+
+Uploads take the token from the usual places: hf auth login, or the HF_TOKEN variable."""
+
+OFFICIAL_DATASETS = ('affectnet7', 'affectnet8', 'rafdb')
+"""= sorted(timm_dan.models.official.OFFICIAL_CLASS_ORDERS); `timm-dan hub --help` does not import torch."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser('hub', help="convert the authors' checkpoints, render model cards, upload",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=DESCRIPTION, epilog=EXAMPLES,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest='hub_command', metavar='{convert-official,convert-backbone,push,card}',
                                      required=True)
 
@@ -38,14 +32,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "model.safetensors, README.md), classes in canonical order; the file is read with "
                     "torch.load(weights_only=True).")
     official.add_argument('checkpoint', type=Path, help="the authors' .pth file")
-    official.add_argument('--dataset', required=True, choices=sorted(OFFICIAL_CLASS_ORDERS),
+    official.add_argument('--dataset', required=True, choices=OFFICIAL_DATASETS,
                           help='the data set the file was trained on (decides the class order)')
     _add_output(official)
     official.set_defaults(func=run_convert_official)
 
     backbone = commands.add_parser(
         'convert-backbone', help='the paper\'s MS-Celeb-1M ResNet-18 -> a timm resnet18 Hub folder',
-        description='Convert the paper\'s MS-Celeb-1M ResNet-18 (resnet18_msceleb.pth) into a timm `resnet18` Hub '
+        description='Convert the paper\'s MS-Celeb-1M ResNet-18 (resnet18_msceleb.pth) into a timm resnet18 Hub '
                     'folder; train DAN from it with backbone_pretrained="DIR/model.safetensors".')
     backbone.add_argument('checkpoint', type=Path, help='resnet18_msceleb.pth ({"state_dict": torchvision keys})')
     _add_output(backbone)
@@ -78,6 +72,9 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
 
 def print_folder(folder: Path) -> None:
     """A Hub folder's files and the SHA-256 its card records (what the conversions report)."""
+    from huggingface_hub import ModelCard
+
+    from ..hub import CARD_NAME
     print(f'Wrote {folder}:')
     for p in sorted(folder.iterdir()):
         print(f'  {p.name}  {p.stat().st_size:,} bytes')
@@ -89,11 +86,13 @@ def print_folder(folder: Path) -> None:
 
 
 def run_convert_official(args: argparse.Namespace) -> int:
+    from ..hub import convert_official_file
     print_folder(convert_official_file(args.checkpoint, args.dataset, args.output_dir, overwrite=args.overwrite))
     return 0
 
 
 def run_convert_backbone(args: argparse.Namespace) -> int:
+    from ..hub import convert_backbone_file
     print_folder(convert_backbone_file(args.checkpoint, args.output_dir, overwrite=args.overwrite))
     return 0
 
@@ -103,6 +102,7 @@ def run_push(args: argparse.Namespace) -> int:
         args.parser.error('--repo-id NAMESPACE/NAME is needed to upload (or pass --dry-run)')
     if args.repo_id is not None and args.repo_id.count('/') != 1:
         args.parser.error(f'--repo-id must be NAMESPACE/NAME, got {args.repo_id!r}')
+    from ..hub import push_model_folder
     repo_id = args.repo_id or 'NAMESPACE/NAME'
     summary = push_model_folder(args.folder, repo_id, private=args.private, create_pr=args.create_pr,
                                 dry_run=args.dry_run)
@@ -112,6 +112,9 @@ def run_push(args: argparse.Namespace) -> int:
     for name, size in summary['files'].items():
         print(f'  {name}  {size:,} bytes')
     print(f'Model: {summary["num_classes"]} classes {summary["label_names"]}, output {summary["output_shape"]}')
+    usage = next((line for line in summary['card'].splitlines() if 'timm.create_model(' in line), None)
+    if usage:
+        print(f'Card, How to use: {usage.strip()}')
     print('Card metadata:')
     print(json.dumps(summary['metadata'], indent=2, ensure_ascii=False))
     if 'url' in summary:
@@ -120,6 +123,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_card(args: argparse.Namespace) -> int:
+    from ..hub import family_card, render_model_card
     text = render_model_card(family_card())
     if args.check:
         current = args.output.is_file() and args.output.read_text(encoding='utf-8') == text

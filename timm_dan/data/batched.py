@@ -20,11 +20,12 @@ from typing import Any, NamedTuple, Optional, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from .recipes import Affine, Recipe, RotateCrop, get_recipe, input_hw, interpolation_mode
+from .recipes import Affine, Erasing, Recipe, RotateCrop, get_recipe, input_hw, interpolation_mode
 
-__all__ = ['BatchCollate', 'DeviceNormalize', 'FERBatch']
+__all__ = ['BatchCollate', 'DeviceNormalize', 'FERBatch', 'resize_batch', 'erase_rectangles', 'ERASE_UNIFORMS']
 
 _ERASE_TRIES = 10  # torchvision's RandomErasing tries this many rectangles for one that fits
 
@@ -105,29 +106,62 @@ class BatchCollate:
         return self._resize_batch(torch.stack(images))
 
     def _resize_batch(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous(memory_format=torch.channels_last)
-        if tuple(x.shape[-2:]) == self.size:
-            return x
-        return F.interpolate(x, size=self.size, mode=self.interpolation.value, antialias=True, align_corners=False)
+        return resize_batch(x, self.size, self.interpolation)
 
     def _erase_rectangles(self, shape: torch.Size) -> tuple[Rectangle, ...]:
         """The recipe's RandomErasing(p, scale, ratio, value=0) per sample, the torchvision rules, vectorised."""
         b, _, h, w = shape
-        erasing = self.erasing
-        area = h * w * torch.empty(b, _ERASE_TRIES).uniform_(*erasing.scale)
-        log_ratio = torch.log(torch.tensor(erasing.ratio))
-        ratio = torch.exp(torch.empty(b, _ERASE_TRIES).uniform_(log_ratio[0].item(), log_ratio[1].item()))
-        eh = torch.sqrt(area * ratio).round().long()
-        ew = torch.sqrt(area / ratio).round().long()
-        fits = (eh < h) & (ew < w)
-        first = fits.int().argmax(1)  # the first try that fits, as torchvision takes it
-        chosen = (torch.rand(b) < erasing.p) & fits.any(1)
-        rows = torch.arange(b)
-        eh, ew = eh[rows, first], ew[rows, first]
-        top = (torch.rand(b) * (h - eh + 1)).long()
-        left = (torch.rand(b) * (w - ew + 1)).long()
+        uniforms = torch.rand(b, ERASE_UNIFORMS)
+        chosen, top, left, eh, ew = erase_rectangles(uniforms, h, w, self.erasing)
         i = chosen.nonzero().flatten()
         return tuple(map(tuple, torch.stack([i, top[i], left[i], eh[i], ew[i]], 1).tolist()))
+
+
+def resize_batch(x: torch.Tensor, size: tuple[int, int], interpolation: InterpolationMode,
+                 uint8_kernel: Optional[bool] = None) -> torch.Tensor:
+    """One antialiased resize of a uint8 B x C x H x W batch to `size` (channels_last uint8 out).
+
+    On the CPU torch's uint8 channels_last kernel (the fast one); elsewhere (`uint8_kernel=False`: CUDA has none)
+    in float32, rounded back to uint8.
+    """
+    x = x.contiguous(memory_format=torch.channels_last)
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    options = dict(size=tuple(size), mode=interpolation.value, antialias=True, align_corners=False)
+    if uint8_kernel is None:
+        uint8_kernel = x.device.type == 'cpu'
+    if uint8_kernel:
+        return F.interpolate(x, **options)
+    return F.interpolate(x.float(), **options).round_().clamp_(0, 255).to(torch.uint8)
+
+
+ERASE_UNIFORMS = 2 * _ERASE_TRIES + 3
+"""Uniform draws per sample that `erase_rectangles` takes."""
+
+
+def erase_rectangles(uniforms: torch.Tensor, height: int, width: int, erasing: Erasing
+                     ) -> tuple[torch.Tensor, ...]:
+    """torchvision's RandomErasing(p, scale, ratio) rules for a batch, from B x `ERASE_UNIFORMS` uniforms in [0, 1)
+    (wherever they were drawn): per sample whether it is erased, and the rectangle's top, left, height and width.
+
+    Each of up to 10 tries draws an area fraction in `scale` and a log-uniform aspect ratio in `ratio`; the first
+    that fits inside the image is taken, at a uniformly drawn position; no fit, no erasing.
+    """
+    area_u, ratio_u = uniforms[:, :_ERASE_TRIES], uniforms[:, _ERASE_TRIES:2 * _ERASE_TRIES]
+    apply_u, top_u, left_u = uniforms[:, 2 * _ERASE_TRIES:].unbind(1)
+    low, high = erasing.scale
+    area = height * width * (low + (high - low) * area_u)
+    log_low, log_high = math.log(erasing.ratio[0]), math.log(erasing.ratio[1])
+    ratio = torch.exp(log_low + (log_high - log_low) * ratio_u)
+    eh = torch.sqrt(area * ratio).round().long()
+    ew = torch.sqrt(area / ratio).round().long()
+    fits = (eh < height) & (ew < width)
+    first = fits.int().argmax(1, keepdim=True)  # the first try that fits, as torchvision takes it
+    chosen = (apply_u < erasing.p) & fits.any(1)
+    eh, ew = eh.gather(1, first)[:, 0], ew.gather(1, first)[:, 0]
+    top = (top_u * (height - eh + 1)).long()
+    left = (left_u * (width - ew + 1)).long()
+    return chosen, top, left, eh, ew
 
 
 class DeviceNormalize:

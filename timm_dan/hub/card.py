@@ -1,5 +1,6 @@
 """Model cards for DAN weights: what a card states (`ModelCardInfo`) and the one generator for every card."""
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -7,6 +8,8 @@ from typing import Any, Optional, Union
 from huggingface_hub import EvalResult, ModelCardData
 
 from ..data.registry import CARD_ENTRIES, CardEntry
+from ..data.sources.base import NON_COMMERCIAL
+from ..models.pretrained import find_weights
 
 CODE_URL = 'https://github.com/yaoing/DAN'
 PAPER_URL = 'https://arxiv.org/abs/2109.07270'
@@ -27,8 +30,22 @@ DATASETS: dict[str, DatasetInfo] = {
     'ms-celeb-1m': DatasetInfo(
         'MS-Celeb-1M', 'ms-celeb-1m', 'n/a', 'face-recognition crops of celebrities',
         'Withdrawn by Microsoft in 2019; it was released for non-commercial research only.'),
+    'synthetic': DatasetInfo(
+        "timm-dan's synthetic faces (a procedural demo set)", '', 'validation', '',
+        "Drawn by timm-dan's code (MIT) in memory; no real face is in it."),
 }
-"""Card entries by key: the FER data sets' (`timm_dan.data.registry.CARD_ENTRIES`) and the backbone's MS-Celeb-1M."""
+"""Card entries by key: the FER data sets' (`timm_dan.data.registry.CARD_ENTRIES`), the backbone's MS-Celeb-1M and
+the synthetic demo set. An empty `hub_id` is a data set that is not on the Hub: the card's `datasets:` and
+model-index leave it out (the Hub reads them as Hub dataset ids); an empty `faces` says nothing about the crops."""
+
+DEMO_WARNING = (
+    '> **Warning: a demo model, not a facial expression recognizer.** These weights were trained on timm-dan\'s '
+    'synthetic faces: cartoon faces drawn from each expression\'s FACS prototype, made to check that training runs '
+    'end to end. On real photos their '
+    'predictions mean nothing, and the accuracy below is measured on synthetic faces only. Do not use or publish '
+    'them as a FER model; train on a real data set (`train_scripts/configs/`) for that.')
+DEMO_DATASETS = frozenset({'synthetic'})
+"""Data sets whose models get `DEMO_WARNING` at the top of their card."""
 
 VA_METRIC_NAMES = {
     f'{dimension}_{key}': f'{dimension.capitalize()} {text}'
@@ -129,7 +146,20 @@ class ModelCardInfo:
 
 
 def _dataset(key: str) -> DatasetInfo:
-    return DATASETS.get(key) or DatasetInfo(key, key, 'test', 'as in the training data', 'see the data set\'s terms')
+    """The card entry of `key`; an unknown key is a data set of the user's (a Hub id when it holds a '/')."""
+    return DATASETS.get(key) or DatasetInfo(key, key if '/' in key else '', 'test', '', "see the data set's terms")
+
+
+def license_name(info: 'ModelCardInfo') -> Optional[str]:
+    """The card's `license_name`: the one given, else for `license: other` an id that says where the terms come
+    from (the Hub asks for one with 'other'): the training data's non-commercial terms, or demo weights."""
+    if info.license != 'other' or info.license_name:
+        return info.license_name
+    if set(info.datasets) & DEMO_DATASETS:
+        return 'timm-dan-demo-weights'
+    if info.datasets and all(_dataset(d).license == NON_COMMERCIAL for d in info.datasets):
+        return 'non-commercial-research'
+    return 'same-terms-as-the-training-data'
 
 
 def card_metadata(info: ModelCardInfo) -> ModelCardData:
@@ -137,6 +167,8 @@ def card_metadata(info: ModelCardInfo) -> ModelCardData:
     results = []
     for m in info.metrics:
         ds = _dataset(m.dataset)
+        if not ds.hub_id:  # model-index needs a Hub dataset id; the Evaluation table still shows the result
+            continue
         name = METRIC_NAMES.get(m.name, m.name)
         if m.std is not None:
             name += f', mean ± {m.std:.2f} std' + (f' over {m.num_seeds} seeds' if m.num_seeds else '')
@@ -150,13 +182,32 @@ def card_metadata(info: ModelCardInfo) -> ModelCardData:
             source_name=f'measured by {m.measured_by}' if m.source_url else None, source_url=m.source_url,
         ))
     extra = {'base_model': info.base_model} if info.base_model else {}
+    hub_ids = list(dict.fromkeys(_dataset(d).hub_id for d in info.datasets if _dataset(d).hub_id))
     return ModelCardData(
-        library_name='timm', license=info.license, license_name=info.license_name,
+        library_name='timm', license=info.license, license_name=license_name(info),
         tags=list(dict.fromkeys([*CARD_TAGS, *info.extra_tags])),
-        datasets=list(dict.fromkeys(_dataset(d).hub_id for d in info.datasets)),
+        datasets=hub_ids or None,
         pipeline_tag='image-classification', model_name=info.model_name,
         eval_results=results or None, **extra,
     )
+
+
+def card_for_repo(text: str, repo_id: str) -> str:
+    """A card's text with its "How to use" loading the Hub repo `repo_id` (`hf-hub:NAMESPACE/NAME`) instead of the
+    name it was written with (e.g. `local-dir:runs/synthetic/best`): what `push_model_folder` uploads."""
+    head, found, rest = text.partition('\n## How to use\n')
+    if not found:
+        return text
+    section, next_title, tail = rest.partition('\n## ')
+    match = re.search(r'timm\.create_model\("([^"]+)"', section)
+    if match is None:
+        return text
+    old = match.group(1)
+    section = section.replace(f'"{old}"', f'"hf-hub:{repo_id}"')
+    bare = old.partition(':')[2] if old.startswith(('local-dir:', 'hf-hub:')) else ''
+    if bare:  # other loaders in the section (e.g. from_pretrained) name the folder or repo without the prefix
+        section = section.replace(f'"{bare}"', f'"{repo_id}"')
+    return head + found + section + next_title + tail
 
 
 def _usage_name(info: ModelCardInfo) -> str:
@@ -198,6 +249,28 @@ def _usage(info: ModelCardInfo) -> str:
     )
 
 
+def _transformers_usage(info: ModelCardInfo) -> str:
+    """The transformers route: `pipeline` / `AutoModelForImageClassification` build the model through timm
+    (`TimmWrapperForImageClassification`), so `import timm_dan` must come first to register the architecture."""
+    name = info.repo_id or info.load_name or ''
+    if not info.repo_id and ':' in name:
+        name = name.partition(':')[2]  # hf-hub:ID -> ID, local-dir:DIR -> DIR
+    elif not info.repo_id:
+        weights = find_weights(name=name)
+        name = weights.hf_hub_id if weights else 'PATH/TO/THIS/FOLDER'
+    return (
+        '```python\n'
+        'import timm_dan  # first: transformers builds timm models by name, and this registers dan_*\n'
+        'from transformers import pipeline\n'
+        f'classifier = pipeline("image-classification", model="{name}")\n'
+        f'classifier(face, top_k={len(info.label_names)})  # a face crop (PIL image, path or URL) -> '
+        '[{"label": ..., "score": ...}]\n'
+        '```\n\n'
+        f'`AutoModelForImageClassification.from_pretrained("{name}")` with `AutoImageProcessor` works too; the '
+        'labels are `model.config.id2label`, the preprocessing is timm\'s own (the same probabilities as above).'
+    )
+
+
 def _preprocessing(info: ModelCardInfo) -> str:
     rows = []
     p = info.preprocessing
@@ -210,7 +283,7 @@ def _preprocessing(info: ModelCardInfo) -> str:
     faces = {}  # data sets that share a description (AffectNet's 7 and 8 classes) share a line
     for key in info.datasets:
         faces.setdefault(_dataset(key).faces, []).append(_dataset(key).name)
-    rows += [f'- Faces as in {" and ".join(names)}: {text}.' for text, names in faces.items()]
+    rows += [f'- Faces as in {" and ".join(names)}: {text}.' for text, names in faces.items() if text]
     rows.append('- The model classifies a face crop; it does not find faces. Run a face detector first.')
     return '\n'.join(rows)
 
@@ -231,7 +304,12 @@ def _evaluation(info: ModelCardInfo) -> str:
 
 
 def _licences(info: ModelCardInfo) -> str:
-    weights = info.license_text or f'`{info.license}`; weights trained on the data below inherit its terms'
+    name = license_name(info)
+    if set(info.datasets) & DEMO_DATASETS:
+        default = 'demo weights; no licence chosen: set one in the card before sharing them'
+    else:
+        default = 'weights trained on the data below inherit its terms'
+    weights = info.license_text or f'`{info.license}`' + (f' (`{name}`)' if name else '') + f'; {default}'
     rows = [f'- **Weights:** {weights}']
     releases = {}  # one line per data set release (AffectNet's 7- and 8-class tasks share one)
     for key in info.datasets:
@@ -348,12 +426,16 @@ def render_model_card(info: Union[ModelCardInfo, Mapping[str, Any]]) -> str:
     """The model card (front matter + body) as Markdown text, ready for README.md."""
     info = info if isinstance(info, ModelCardInfo) else ModelCardInfo.from_dict(info)
     body = f'\n# Model card for {info.model_name}\n'
+    if set(info.datasets) & DEMO_DATASETS:
+        body += f'\n{DEMO_WARNING}\n'
     if info.description:
         body += f'\n{info.description.strip()}\n'
     body += _section('Model details', _details(info))
     if info.published:
         body += _section('Published weights', _published(info))
     body += _section('How to use', _usage(info))
+    if info.label_names:
+        body += _section('How to use with transformers', _transformers_usage(info))
     if info.label_names:
         body += _section('Labels (in output order)', '\n'.join(
             f'{i}. `{name}`' for i, name in enumerate(info.label_names)))

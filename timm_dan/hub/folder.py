@@ -29,6 +29,23 @@ def sha256_file(path: Union[str, Path], chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def transformers_compatible(config: dict[str, Any]) -> dict[str, Any]:
+    """A timm `config.json` that transformers also loads: `model_args` without `num_classes`.
+
+    timm's `save_for_hf` records `num_classes` twice, at the root and in `model_args`; transformers'
+    `TimmWrapperForImageClassification` calls `timm.create_model(architecture, num_classes=num_labels,
+    **model_args)` (and `TimmWrapperModel` passes `num_classes=0`), which fails on the repeated keyword. timm
+    itself reads the class count from the root `num_classes` (through the pretrained cfg), so nothing is lost.
+    """
+    config = dict(config)
+    model_args = {k: v for k, v in config.get('model_args', {}).items() if k != 'num_classes'}
+    if model_args:
+        config['model_args'] = model_args
+    else:
+        config.pop('model_args', None)
+    return config
+
+
 def _replace_dir(tmp: Path, output_dir: Path, overwrite: bool) -> None:
     if not output_dir.exists():
         os.replace(tmp, output_dir)
@@ -95,6 +112,8 @@ def save_model_folder(
     try:
         timm.models.save_for_hf(model, tmp, model_config=model_config, safe_serialization=True,
                                 data_config=data_config)
+        config_path = tmp / CONFIG_NAME
+        config_path.write_text(json.dumps(transformers_compatible(json.loads(config_path.read_text())), indent=2))
         (tmp / CARD_NAME).write_text(render_model_card(info), encoding='utf-8')
         for f in tmp.iterdir():  # safetensors writes 0600 files; give them the folder's permissions
             f.chmod(tmp.stat().st_mode & 0o666)

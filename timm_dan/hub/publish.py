@@ -3,6 +3,7 @@ and the upload of a validated model folder."""
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from .card import card_for_repo
 from .folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, validate_model_folder
 
 __all__ = ['upload_token', 'push_model_folder']
@@ -36,24 +37,29 @@ def push_model_folder(
         token: Optional[str] = None,
         commit_message: str = 'Upload DAN weights (timm-dan)',
 ) -> dict[str, Any]:
-    """Validate a Hub folder (load, forward pass, card metadata) and upload it with `huggingface_hub`.
+    """Validate a Hub folder (load, forward pass, card metadata) and upload it with `huggingface_hub`, in one
+    commit: config.json, model.safetensors, and README.md with its "How to use" loading `hf-hub:REPO_ID`
+    (`card_for_repo`; the folder's own README.md is left as it is).
 
     With `dry_run` nothing is uploaded (and no token needed).
 
     Returns:
-        `validate_model_folder`'s summary plus `repo_id` and, after an upload, `url` (the commit or PR).
+        `validate_model_folder`'s summary plus `repo_id`, `card` (the README text to upload) and, after an
+        upload, `url` (the commit or PR).
     """
-    from huggingface_hub import HfApi
+    from huggingface_hub import CommitOperationAdd, HfApi
 
+    folder = Path(folder)
     summary = validate_model_folder(folder)
     summary['repo_id'] = repo_id
+    summary['card'] = card_for_repo((folder / CARD_NAME).read_text(encoding='utf-8'), repo_id)
     if dry_run:
         return summary
     api = HfApi(token=upload_token(repo_id, token))
     api.create_repo(repo_id, private=private, exist_ok=True)
-    commit = api.upload_folder(
-        folder_path=str(folder), repo_id=repo_id, create_pr=create_pr, commit_message=commit_message,
-        allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME],
-    )
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name))
+                  for name in (CONFIG_NAME, WEIGHTS_NAME)]
+    operations.append(CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=summary['card'].encode('utf-8')))
+    commit = api.create_commit(repo_id, operations=operations, commit_message=commit_message, create_pr=create_pr)
     summary['url'] = commit.pr_url if create_pr else commit.commit_url
     return summary

@@ -8,11 +8,13 @@ import importlib
 _EXPORTS = {
     'align': ('crop_face',),
     'attention': ('annotate_image', 'attention_grid', 'save_annotated', 'save_attention_grid'),
-    'detectors': ('Detection', 'HaarDetector', 'WholeImageDetector', 'YuNetDetector', 'create_detector'),
+    'detectors': ('Detection', 'DetectorUnavailable', 'HaarDetector', 'WholeImageDetector', 'YuNetDetector',
+                  'create_detector'),
     'export': ('ExportReport', 'export_onnx'),
     'io': ('ImageLoadError', 'load_image'),
     'optimize': ('fold_batchnorms',),
     'predictor': ('FERPredictor',),
+    'quantize': ('QuantizeReport', 'calibration_faces', 'quantize_onnx'),
     'results': ('FaceResult', 'FrameResult', 'ImageResult'),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

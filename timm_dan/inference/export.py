@@ -49,7 +49,7 @@ def export_onnx(
         model: nn.Module,
         output: Union[str, Path],
         opset: int = 18,
-        dynamic_batch: bool = False,
+        dynamic_batch: bool = True,
         attention: bool = True,
         reparameterize: bool = True,
         check_batch: int = 2,
@@ -60,7 +60,8 @@ def export_onnx(
     The model is copied, put in eval mode and (by default) reparameterized first. The file's metadata holds the
     label names, data config and calibration temperature under `timm_dan`, so `FERPredictor(path,
     backend='onnxruntime')` can run it. A model with a valence/arousal head gets a `valence_arousal` output (B x 2).
-    Without `dynamic_batch` the batch size is fixed to 1.
+    The batch dimension of every output is dynamic (as in timm's `onnx_export`); with `dynamic_batch=False` it is
+    fixed to 1.
     """
     import onnx
     import onnxruntime as ort
@@ -84,6 +85,10 @@ def export_onnx(
             dynamic_shapes=dynamic_shapes, dynamo=True, verbose=False,
         )
     proto = program.model_proto
+    written = next(o.version for o in proto.opset_import if o.domain in ('', 'ai.onnx'))
+    if written != opset:  # torch keeps opset 18 when onnx's converter cannot go down to the one asked
+        raise ValueError(f'the exporter could not convert the graph to opset {opset} (it wrote {written}): use '
+                         f'{written} or an opset it converts to (16 and up)')
     meta = {
         'label_names': label_names_of(model),
         'data_config': {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()},

@@ -8,7 +8,8 @@ from typing import Any, Optional, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ['ImageLoadError', 'ImageInput', 'load_image', 'expand_inputs', 'IMAGE_EXTENSIONS', 'DEFAULT_MAX_PIXELS']
+__all__ = ['ImageLoadError', 'ImageInput', 'load_image', 'expand_inputs', 'sniff_format', 'describe_file',
+           'IMAGE_EXTENSIONS', 'DEFAULT_MAX_PIXELS']
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -23,13 +24,24 @@ class ImageLoadError(ValueError):
 
 @dataclass
 class ImageInput:
-    """One input of a `predict` call: a name for reports and the object to load."""
+    """One input of a `predict` call: a name for reports, the object to load, and its path relative to the folder
+    it was found in (the file name for a file given by itself), from which output files are named."""
     name: str
     source: ImageSource
+    relative: str = ''
+
+    def __post_init__(self):
+        self.relative = self.relative or self.name
 
 
-def expand_inputs(inputs: Union[ImageSource, Iterable[ImageSource]]) -> list[ImageInput]:
-    """Flatten a path, folder, image, array or list of them into named inputs (folders: image files, sorted)."""
+def expand_inputs(inputs: Union[ImageSource, Iterable[ImageSource]], include_hidden: bool = False
+                  ) -> list[ImageInput]:
+    """Flatten a path, folder, image, array or list of them into named inputs.
+
+    Folders are searched recursively for image files (by extension), sorted; hidden files and folders (names
+    starting with '.', such as `.thumbnails/` or macOS `._photo.jpg` files) are skipped unless `include_hidden`.
+    A file named explicitly is always read, whatever its name.
+    """
     if isinstance(inputs, (str, os.PathLike, Image.Image, np.ndarray)):
         inputs = [inputs]
     out = []
@@ -37,13 +49,23 @@ def expand_inputs(inputs: Union[ImageSource, Iterable[ImageSource]]) -> list[Ima
         if isinstance(item, (str, os.PathLike)):
             path = Path(item)
             if path.is_dir():
-                files = sorted(p for p in path.rglob('*') if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-                out.extend(ImageInput(str(p), p) for p in files)
+                out.extend(ImageInput(str(p), p, p.relative_to(path).as_posix())
+                           for p in _image_files(path, include_hidden))
             else:
-                out.append(ImageInput(str(path), path))
+                out.append(ImageInput(str(path), path, path.name))
         else:  # images, arrays, and anything else (load_image reports what it expected)
-            out.append(ImageInput(f'<{type(item).__name__} {i}>', item))
+            out.append(ImageInput(f'<{type(item).__name__} {i}>', item, f'{type(item).__name__}_{i}'))
     return out
+
+
+def _image_files(folder: Path, include_hidden: bool) -> list[Path]:
+    files = []
+    for root, dirs, names in os.walk(folder):  # symlinked folders are not entered (no cycles), as rglob did
+        if not include_hidden:
+            dirs[:] = [d for d in dirs if not d.startswith('.')]
+        files += [Path(root, n) for n in names if (include_hidden or not n.startswith('.'))
+                  and Path(n).suffix.lower() in IMAGE_EXTENSIONS]
+    return sorted(files)
 
 
 def load_image(source: Any, color: str = 'rgb', max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -74,7 +96,11 @@ def load_image(source: Any, color: str = 'rgb', max_pixels: Optional[int] = DEFA
             _check_size(img.size, max_pixels, str(path))
             return _pil_to_rgb(img)
     except UnidentifiedImageError as e:
-        raise ImageLoadError(f'{path}: not an image file PIL can read ({_describe_head(path)})') from e
+        kind, name = sniff_format(path)
+        if kind == 'video':
+            raise ImageLoadError(f'{path}: looks like a video ({name}), not an image: add --video '
+                                 f'(in Python: FERPredictor.predict_video)') from e
+        raise ImageLoadError(f'{path}: not an image file PIL can read ({describe_file(path)})') from e
     except (OSError, SyntaxError, ValueError) as e:
         if isinstance(e, ImageLoadError):
             raise
@@ -125,8 +151,49 @@ def _array_to_rgb(array: np.ndarray, color: str) -> np.ndarray:
     return np.ascontiguousarray(array[..., ::-1] if color == 'bgr' else array[..., :3])
 
 
-def _describe_head(path: Path) -> str:
-    head = path.read_bytes()[:64]
+# ISO base media (ftyp box at byte 4): the major brand tells video containers from HEIF/AVIF still images
+_FTYP_IMAGES = {b'heic': 'HEIC', b'heix': 'HEIC', b'heim': 'HEIC', b'heis': 'HEIC', b'mif1': 'HEIF',
+                b'msf1': 'HEIF', b'avif': 'AVIF', b'avis': 'AVIF'}
+_SIGNATURES = (  # (offset, bytes, kind, format): the files' magic numbers
+    (0, b'\xff\xd8\xff', 'image', 'JPEG'), (0, b'\x89PNG\r\n\x1a\n', 'image', 'PNG'), (0, b'GIF8', 'image', 'GIF'),
+    (0, b'BM', 'image', 'BMP'), (0, b'II*\x00', 'image', 'TIFF'), (0, b'MM\x00*', 'image', 'TIFF'),
+    (0, b'\x1aE\xdf\xa3', 'video', 'Matroska/WebM'), (0, b'FLV\x01', 'video', 'FLV'),
+    (0, b'0&\xb2u\x8ef\xcf\x11', 'video', 'ASF/WMV'), (0, b'\x00\x00\x01\xba', 'video', 'MPEG program stream'),
+    (0, b'\x00\x00\x01\xb3', 'video', 'MPEG-1/2 video'), (0, b'OggS', 'video', 'Ogg'),
+)
+
+
+def sniff_format(path: Union[str, os.PathLike]) -> tuple[Optional[str], Optional[str]]:
+    """('image' or 'video', the format) that a file's first bytes announce, or (None, None).
+
+    Knows JPEG, PNG, GIF, BMP, TIFF, WebP, HEIF/AVIF, and the video containers MP4 / QuickTime / 3GP (an `ftyp`
+    box), AVI (RIFF), Matroska / WebM (EBML), MPEG-TS, MPEG-PS, FLV, ASF / WMV and Ogg.
+    """
+    with open(path, 'rb') as f:
+        head = f.read(400)
+    if head[4:8] == b'ftyp':
+        brand = head[8:12]
+        if brand in _FTYP_IMAGES:
+            return 'image', _FTYP_IMAGES[brand]
+        return 'video', 'QuickTime MOV' if brand == b'qt  ' else '3GP' if brand.startswith(b'3g') else 'MP4'
+    if head[:4] == b'RIFF':
+        return {b'AVI ': ('video', 'AVI'), b'WEBP': ('image', 'WebP')}.get(head[8:12], (None, None))
+    if len(head) > 376 and head[0] == head[188] == head[376] == 0x47:  # 188-byte packets, each starting with 0x47
+        return 'video', 'MPEG transport stream'
+    for offset, magic, kind, name in _SIGNATURES:
+        if head[offset:offset + len(magic)] == magic:
+            return kind, name
+    return None, None
+
+
+def describe_file(path: Union[str, os.PathLike]) -> str:
+    """What a file that could not be read looks like: its format by signature, its start if it is text, or its
+    first bytes."""
+    kind, name = sniff_format(path)
+    if kind is not None:
+        return f'it looks like {"an image" if kind == "image" else "a video"} file ({name})'
+    with open(path, 'rb') as f:
+        head = f.read(64)
     if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return f'it starts with text: {head[:32].decode("ascii")!r}'
     return f'first bytes {head[:8].hex()}'

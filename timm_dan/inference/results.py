@@ -15,7 +15,7 @@ class FaceResult:
     score: float
     probs: dict[str, float]  # label name -> probability, in the model's class order
     landmarks: Optional[list[tuple[float, float]]] = None  # 5 points, when the detector gives them
-    detection_score: float = 1.0
+    detection_score: float = 1.0  # the detector's: YuNet 0-1, Haar a cascade level weight, 1.0 for detector 'none'
     attention: Optional[np.ndarray] = None  # H x h x w spatial maps of the heads, when requested
     crop: Optional[np.ndarray] = None  # the aligned RGB face the model saw, kept with the attention maps
     valence: Optional[float] = None  # in [-1, 1] (unpleasant .. pleasant), for a model with a valence/arousal head
@@ -30,6 +30,7 @@ class FaceResult:
             'box': [round(float(v), 2) for v in self.box],
             'landmarks': None if self.landmarks is None else [[round(float(x), 2), round(float(y), 2)]
                                                               for x, y in self.landmarks],
+            'detection_score': round(float(self.detection_score), 4),
             'label': self.label,
             'score': float(self.score),
             'probs': {name: float(p) for name, p in self.probs.items()},

@@ -170,8 +170,9 @@ def load_backbone_weights(backbone: nn.Module, path: Union[str, Path]) -> None:
     except FileNotFoundError:
         raise FileNotFoundError(f'{path}: no such trunk weights file') from None
     except Exception as e:
-        if _needs_full_unpickle(e, path):
-            read_checkpoint(path)  # raises the refusal with its explanation
+        if str(path).endswith('.safetensors'):
+            raise ValueError(f'{path} is not a readable safetensors file ({type(e).__name__}: {e})') from e
+        read_checkpoint(path)  # raises the one-line error that names the file: a refusal, empty, not a checkpoint
         raise
     if isinstance(state_dict.get('model_state_dict'), dict):
         state_dict = {k.removeprefix('module.'): v for k, v in state_dict['model_state_dict'].items()}

@@ -18,11 +18,13 @@ import yaml
 from ..precision import PRECISIONS
 
 __all__ = [
-    'TrainConfig', 'ConfigError', 'SECTIONS', 'load_config', 'parse_config', 'build_parser', 'config_to_dict',
-    'flat_config',
+    'TrainConfig', 'ConfigError', 'SECTIONS', 'DEVICE_DATA', 'load_config', 'parse_config', 'build_parser',
+    'config_to_dict', 'flat_config',
 ]
 
 SECTIONS = ('data', 'model', 'loss', 'optimisation', 'speed and precision', 'run')
+DEVICE_DATA = ('auto', 'on', 'off')
+"""`device_data` choices: where the batches are decoded and augmented (see `training.data.load_device_splits`)."""
 
 
 class ConfigError(ValueError):
@@ -61,6 +63,11 @@ class TrainConfig:
     cache_decoded: bool = _data(
         False, 'decode every image once into Arrow next to the split (datasets cache), then load raw pixels: '
         'costs H*W*3 bytes of disk per image (RAF-DB aligned: 460 MB; AffectNet at native size: tens of GB)')
+    device_data: str = _data(
+        'auto', 'the decoded images on the training device, augmented there in batches: auto (on a CUDA device '
+        'when they fit in half its free memory; decodes them into the --cache-decoded cache first), on (always, '
+        'also on a CPU; streaming from pinned host memory when they do not fit), off (DataLoader workers)',
+        choices=DEVICE_DATA)
     model: str = _model('dan_resnet18', 'timm name, name.tag, local-dir:DIR or hf-hub:ID')
     pretrained: bool = _model(False, 'start from the full DAN weights of model (fine-tuning), e.g. a local-dir: '
                               'or hf-hub: folder')
@@ -95,6 +102,9 @@ class TrainConfig:
                             choices=PRECISIONS)
     channels_last: Optional[bool] = _speed(None, 'None: on (faster on CPUs with oneDNN and on GPUs)')
     compile: bool = _speed(False, 'torch.compile the model and the loss')
+    threads: Optional[int] = _speed(None, 'torch compute threads per process; None: the cores this process may use '
+                                    '(CPU affinity, cgroup quota) divided among the local processes, whatever '
+                                    'OMP_NUM_THREADS says (accelerate launch sets it to 1 without a GPU)')
     seed: int = _run(42)
     deterministic: bool = _run(False, 'deterministic kernels, and dropout reseeded per step (bit-identical resume)')
     output_dir: Optional[str] = _run(None, 'the run\'s folder (None: runs/<dataset>)')

@@ -1,9 +1,12 @@
-"""The run's data: splits (with the hold-out for model selection), seeded augmentation and loaders."""
+"""The run's data: splits (with the hold-out for model selection), seeded augmentation, and the loaders of either
+pipeline: DataLoader workers (`create_loader`) or the decoded images on the device (`create_device_loader`), chosen
+by `device_data` (`load_device_splits`)."""
 import random
+import warnings
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
@@ -11,11 +14,30 @@ from datasets import ClassLabel, Dataset
 from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms import v2
 
-from ..data import FER_DATASETS, BatchCollate, ClassBalancedSampler, decode_to_arrow, load_fer_dataset, prepare_dataset
-from .config import ConfigError, TrainConfig
+from ..data import (
+    FER_DATASETS,
+    BatchCollate,
+    ClassBalancedSampler,
+    DeviceNormalize,
+    decode_to_arrow,
+    load_fer_dataset,
+    prepare_dataset,
+)
+from ..data.device import (
+    DeviceBatches,
+    DeviceSplit,
+    EnumeratedSampler,
+    format_bytes,
+    memory_budget,
+    split_nbytes,
+    storage_size,
+)
+from ..data.recipes import input_hw, interpolation_mode
+from .config import DEVICE_DATA, ConfigError, TrainConfig
 
 __all__ = ['RunSplits', 'load_splits', 'SeededAugmentation', 'keep_batch', 'SeededShuffleSampler', 'create_loader',
-           'VA_COLUMNS', 'group_columns', 'count_without_va']
+           'wants_device_data', 'load_device_splits', 'create_device_loader', 'RunLoaders', 'create_run_loaders',
+           'create_eval_loader', 'VA_COLUMNS', 'group_columns', 'count_without_va']
 
 VA_COLUMNS = ('valence', 'arousal')
 """The columns a split needs to train and evaluate a valence/arousal head."""
@@ -28,9 +50,10 @@ class RunSplits(dict):
     split_names: dict[str, str]
 
 
-def load_splits(cfg: TrainConfig) -> RunSplits:
+def load_splits(cfg: TrainConfig, device: Optional[Union[str, torch.device]] = None) -> RunSplits:
     """Load `cfg.dataset` and pick the training, model-selection and test splits; check classes and paths first.
-    With `cfg.cache_decoded`, the splits come with their images decoded into Arrow (`decode_to_arrow`, cached)."""
+    With `cfg.cache_decoded`, or when `cfg.device_data` may put them on `device`, the splits come with their images
+    decoded into Arrow (`decode_to_arrow`, cached)."""
     if cfg.dataset not in FER_DATASETS:
         raise ConfigError(f'unknown dataset {cfg.dataset!r}; choose one of {", ".join(sorted(FER_DATASETS))}')
     if cfg.dataset != 'synthetic':
@@ -38,7 +61,11 @@ def load_splits(cfg: TrainConfig) -> RunSplits:
             raise ConfigError(f'dataset {cfg.dataset!r} needs --data-dir (the folder unpacked as distributed)')
         if not Path(cfg.data_dir).is_dir():
             raise FileNotFoundError(f'--data-dir {cfg.data_dir} does not exist or is not a folder')
-    data = load_fer_dataset(cfg.dataset, cfg.data_dir, **cfg.dataset_options)
+    try:
+        data = load_fer_dataset(cfg.dataset, cfg.data_dir, **cfg.dataset_options)
+    except TypeError as e:  # an option the data set does not take
+        raise ConfigError(f'dataset_options {cfg.dataset_options}: {e} (YAML needs a space after each colon: '
+                          f'"{{num_samples: 512}}")') from e
     label_names = list(data[next(iter(data))].features['label'].names)
     if len(label_names) != cfg.num_classes:
         raise ConfigError(
@@ -73,7 +100,7 @@ def load_splits(cfg: TrainConfig) -> RunSplits:
             if not set(VA_COLUMNS) <= set(split.column_names):
                 raise ConfigError(f'va_head needs valence and arousal, but {cfg.dataset} ({splits.split_names[role]}) '
                                   f'has columns {split.column_names}; use a data set with them (affectnet, synthetic)')
-    if cfg.cache_decoded:
+    if cfg.cache_decoded or (device is not None and wants_device_data(cfg.device_data, device)):
         for role, split in splits.items():
             splits[role] = decode_to_arrow(split, num_proc=cfg.num_workers if cfg.num_workers > 1 else None)
     return splits
@@ -185,3 +212,129 @@ def create_loader(
         SeededAugmentation(prepared, seed, collate), batch_size=batch_size, sampler=sampler, drop_last=True,
         collate_fn=keep_batch, **workers,
     )
+
+
+def wants_device_data(mode: str, device: Union[str, torch.device]) -> bool:
+    """Whether `device_data` `mode` may put the data on `device`: 'on' anywhere, 'auto' on a CUDA device."""
+    if mode not in DEVICE_DATA:
+        raise ConfigError(f'device_data must be one of {", ".join(DEVICE_DATA)}, got {mode!r}')
+    return mode == 'on' or (mode == 'auto' and torch.device(device).type == 'cuda')
+
+
+def load_device_splits(mode: str, splits: Mapping[str, Dataset], data_config: Mapping[str, Any],
+                       device: Union[str, torch.device], agree: Optional[Callable[[bool], bool]] = None,
+                       memory_limit: Optional[int] = None, columns: Sequence[str] = ()
+                       ) -> tuple[Optional[dict[str, DeviceSplit]], str]:
+    """The splits on `device` for the device pipeline, or None for the DataLoader pipeline, and a line saying which
+    and why.
+
+    'off': None. 'auto': on a CUDA device, when every split fits (at its stored size: `storage_size`) in
+    `memory_limit` bytes (default `memory_budget(device)`), else None. 'on': the device pipeline; splits that do not
+    fit stream from pinned host memory (with a warning). `agree` turns this process's "fits" into every process's
+    (all of them must fit), so that every process takes the same pipeline. The splits must be decoded
+    (`load_splits(cfg, device)` decodes them when `wants_device_data`). `columns=VA_COLUMNS` loads the valence/arousal
+    targets too (the batches then carry them after the labels, as `create_loader`'s do).
+    """
+    if set(columns) - set(VA_COLUMNS):
+        raise ValueError(f'the device pipeline carries the columns {", ".join(VA_COLUMNS)} besides the labels, not '
+                         f'{", ".join(sorted(set(columns) - set(VA_COLUMNS)))}')
+    va = bool(columns)
+    device = torch.device(device)
+    if not wants_device_data(mode, device):
+        why = 'device_data off' if mode == 'off' else f'device_data auto: {device} is not a CUDA device'
+        return None, f'Data: DataLoader workers decode and augment the batches ({why})'
+    sizes = {role: storage_size(split, input_hw(data_config)) for role, split in splits.items()}
+    need = sum(split_nbytes(split, sizes[role], va) for role, split in splits.items())
+    budget = memory_budget(device) if memory_limit is None else memory_limit
+    fits = need <= budget
+    if agree is not None:
+        fits = agree(fits)
+    amount = f'{format_bytes(need)} of the {format_bytes(budget)} the data may take on {device}'
+    if not fits and mode == 'auto':
+        return None, (f'Data: DataLoader workers decode and augment the batches (device_data auto: the decoded '
+                      f'splits need {amount}; --device-data on streams them from host memory instead)')
+    if not fits:
+        warnings.warn(f'the decoded splits ({format_bytes(need)}) do not fit in the {format_bytes(budget)} the data '
+                      f'may take on {device}: streaming each batch from pinned host memory', stacklevel=2)
+    interpolation = interpolation_mode(data_config)
+    device_splits = {role: DeviceSplit.from_dataset(split, device, sizes[role], resident=fits, name=role,
+                                                    interpolation=interpolation, valence_arousal=va)
+                     for role, split in splits.items()}
+    where = f'resident on {device}' if fits else f'streamed to {device} from pinned host memory'
+    stored = ', '.join(f'{role} {len(split)} at {split.size[0]}x{split.size[1]}' for role, split in
+                       device_splits.items())
+    return device_splits, f'Data: the decoded images {where} ({stored}: {format_bytes(need)}), augmented there'
+
+
+
+def create_device_loader(
+        split: DeviceSplit,
+        data_config: dict[str, Any],
+        batch_size: int,
+        is_training: bool,
+        *,
+        recipe: Optional[str] = None,
+        seed: int = 42,
+        balanced_sampler: bool = False,
+) -> DataLoader:
+    """A DataLoader of `(pixel_values, labels)` batches (`(pixel_values, labels, valence_arousal)` for a split loaded
+    with its valence/arousal targets) made on the split's device by `DeviceBatches` (no workers:
+    the work is on the device; use them as they come, without `DeviceNormalize`). Training: the same samplers as
+    `create_loader` (shuffling seeded by (`seed`, epoch), or class-balanced with replacement), each draw numbered
+    (`EnumeratedSampler`) to seed its augmentation, and drop_last."""
+    batches = DeviceBatches(split, data_config, recipe, is_training=is_training, seed=seed)
+    if not is_training:
+        return DataLoader(batches, batch_size=batch_size, shuffle=False, collate_fn=keep_batch)
+    if balanced_sampler:
+        sampler = ClassBalancedSampler(split.labels.tolist(), seed=seed)
+    else:
+        sampler = SeededShuffleSampler(len(split), seed=seed)
+    return DataLoader(batches, batch_size=batch_size, sampler=EnumeratedSampler(sampler), drop_last=True,
+                      collate_fn=keep_batch)
+
+
+class RunLoaders(NamedTuple):
+    """A run's loaders and what turns their batches into the model's input (`DeviceNormalize` for the DataLoader
+    pipeline's uint8 batches; `keep_batch` for the device pipeline's, which are ready), and a line saying which."""
+    train: DataLoader
+    evaluation: dict[str, DataLoader]
+    normalize: Callable[[Any], tuple[torch.Tensor, torch.Tensor]]
+    note: str
+
+
+def create_run_loaders(cfg: TrainConfig, splits: Mapping[str, Dataset], data_config: dict[str, Any], batch_size: int,
+                       device: Union[str, torch.device], agree: Optional[Callable[[bool], bool]] = None
+                       ) -> RunLoaders:
+    """The training loader (`batch_size` per process) and one evaluation loader (twice that) per other split, of the
+    pipeline `cfg.device_data` picks on `device` (`load_device_splits`); with `cfg.va_head`, either pipeline's
+    batches carry the valence/arousal targets."""
+    columns = VA_COLUMNS if cfg.va_head else ()
+    device_splits, note = load_device_splits(cfg.device_data, splits, data_config, device, agree, columns=columns)
+    roles = [role for role in splits if role != 'train']
+    if device_splits is None:
+        train = create_loader(splits['train'], data_config, batch_size, is_training=True, recipe=cfg.recipe,
+                              num_workers=cfg.num_workers, seed=cfg.seed, balanced_sampler=cfg.balanced_sampler,
+                              columns=columns)
+        evaluation = {role: create_loader(splits[role], data_config, 2 * batch_size, is_training=False,
+                                          num_workers=cfg.num_workers, columns=columns) for role in roles}
+        return RunLoaders(train, evaluation, DeviceNormalize(data_config), note)
+    train = create_device_loader(device_splits['train'], data_config, batch_size, is_training=True, recipe=cfg.recipe,
+                                 seed=cfg.seed, balanced_sampler=cfg.balanced_sampler)
+    evaluation = {role: create_device_loader(device_splits[role], data_config, 2 * batch_size, is_training=False)
+                  for role in roles}
+    return RunLoaders(train, evaluation, keep_batch, note)
+
+
+def create_eval_loader(dataset: Dataset, data_config: dict[str, Any], batch_size: int, device_data: str,
+                       device: Union[str, torch.device], num_workers: int = 2, name: str = 'split',
+                       columns: Sequence[str] = ()
+                       ) -> tuple[DataLoader, Callable[[Any], tuple[torch.Tensor, torch.Tensor]], str]:
+    """One evaluation loader of the pipeline `device_data` picks on `device`, what turns its batches into the
+    model's input, and a line saying which (`validate.py`'s; decode the split first where `wants_device_data`);
+    `columns=VA_COLUMNS` adds the valence/arousal targets to its batches."""
+    device_splits, note = load_device_splits(device_data, {name: dataset}, data_config, device, columns=columns)
+    if device_splits is None:
+        loader = create_loader(dataset, data_config, batch_size, is_training=False, num_workers=num_workers,
+                               columns=columns)
+        return loader, DeviceNormalize(data_config), note
+    return create_device_loader(device_splits[name], data_config, batch_size, is_training=False), keep_batch, note

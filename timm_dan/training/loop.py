@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 __all__ = ['train_one_epoch', 'validate', 'predict', 'compute_metrics']
 
 
-def _with_targets(loader: Iterable, normalize: Callable[[Any], tuple[torch.Tensor, torch.Tensor]]) -> Iterator[tuple]:
-    """`FERBatch`es -> (images, labels) or (images, labels, valence_arousal) when the batches carry V/A targets."""
+def _with_targets(loader: Iterable, normalize: Callable[[Any], tuple[torch.Tensor, ...]]) -> Iterator[tuple]:
+    """Batches -> (images, labels) or (images, labels, valence_arousal) when they carry V/A targets: uint8
+    `FERBatch`es through `DeviceNormalize`, or the device pipeline's ready tuples through `keep_batch`."""
     for batch in loader:
-        images, labels = normalize(batch)
-        va = getattr(batch, 'valence_arousal', None)
-        yield (images, labels) if va is None else (images, labels, va)
+        va = getattr(batch, 'valence_arousal', None)  # a FERBatch's; the device pipeline's tuples end with theirs
+        targets = tuple(normalize(batch))
+        yield targets if va is None else (*targets, va)
 
 
 def train_one_epoch(run: 'TrainRun', epoch: int) -> dict[str, float]:

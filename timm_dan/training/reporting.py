@@ -24,7 +24,7 @@ from .config import TrainConfig
 from .data import group_columns
 
 __all__ = ['append_metrics', 'read_metrics', 'truncate_metrics', 'write_confusion_matrix', 'export_best',
-           'calibrate_outputs', 'write_reliability_diagram', 'measure_groups', 'calibration_summary',
+           'compact_json', 'calibrate_outputs', 'write_reliability_diagram', 'measure_groups', 'calibration_summary',
            'write_temperature']
 
 METRICS_FILE = 'metrics.jsonl'
@@ -61,12 +61,24 @@ def truncate_metrics(output_dir: os.PathLike, completed_epochs: int) -> None:
         path.write_text(''.join(json.dumps(r) + '\n' for r in keep), encoding='utf-8')
 
 
+def compact_json(value: Any, indent: int = 1, level: int = 0) -> str:
+    """JSON for people and diffs: objects one key per line, a list of numbers or names on one line, a list of
+    lists (a confusion matrix) one row per line."""
+    pad, end = ' ' * indent * (level + 1), ' ' * indent * level
+    if isinstance(value, dict) and value:
+        items = [f'{pad}{json.dumps(str(k))}: {compact_json(v, indent, level + 1)}' for k, v in value.items()]
+        return '{\n' + ',\n'.join(items) + f'\n{end}}}'
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, tuple)) for v in value):
+        return '[\n' + ',\n'.join(pad + compact_json(v, indent, level + 1) for v in value) + f'\n{end}]'
+    return json.dumps(value)
+
+
 def write_confusion_matrix(output_dir: os.PathLike, metrics: dict[str, Any], label_names: Sequence[str],
                            title: str, stem: str = 'confusion_matrix') -> None:
     """`<stem>.json` (matrix, labels, metrics) and `<stem>.png` in `output_dir`."""
     output_dir = Path(output_dir)
     record = {'title': title, 'label_names': list(label_names), **metrics}
-    (output_dir / f'{stem}.json').write_text(json.dumps(record, indent=1), encoding='utf-8')
+    (output_dir / f'{stem}.json').write_text(compact_json(record) + '\n', encoding='utf-8')
     save_confusion_matrix(metrics['confusion_matrix'], label_names, str(output_dir / f'{stem}.png'), title=title)
 
 
@@ -114,7 +126,7 @@ def write_reliability_diagram(output_dir: os.PathLike, calibration: Mapping[str,
     save_reliability_diagram(curves, str(output_dir / f'{stem}.png'), title=title + fitted, ece=ece)
     record = {'title': title, 'temperature': calibration['temperature'], 'fitted_on': calibration['fitted_on'],
               'num_bins': calibration['num_bins'], **entry}
-    (output_dir / f'{stem}.json').write_text(json.dumps(record, indent=1), encoding='utf-8')
+    (output_dir / f'{stem}.json').write_text(compact_json(record) + '\n', encoding='utf-8')
     return output_dir / f'{stem}.png'
 
 

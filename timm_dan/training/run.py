@@ -5,6 +5,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -13,16 +14,16 @@ import timm
 import torch
 import torch.nn as nn
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 
-from ..data import DeviceNormalize
+from ..cpu import set_threads
 from ..models.pretrained import load_pretrained
 from ..precision import accelerate_mixed_precision
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, config_to_dict, flat_config
-from .data import VA_COLUMNS, RunSplits, count_without_va, create_loader, load_splits
+from .data import RunSplits, count_without_va, create_run_loaders, load_splits
 from .engine import LOSS_NAMES, DANTrainModule, TrainStep, replica_checksums, resolve_channels_last
 from .factory import create_loss, create_optimizer, create_scheduler, create_train_model, split_batch_size
 from .loop import compute_metrics, predict
@@ -49,7 +50,7 @@ class TrainRun:
     output_dir: Path
     splits: RunSplits
     data_config: dict[str, Any]
-    normalize: DeviceNormalize  # the loaders' uint8 batches -> normalised float, on the device
+    normalize: Callable[[Any], tuple[torch.Tensor, torch.Tensor]]  # a loader's batch -> the model's input (data.py)
     module: nn.Module  # the prepared DANTrainModule (model and loss)
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -101,6 +102,7 @@ def setup_run(cfg: TrainConfig) -> TrainRun:
         dataloader_config=DataLoaderConfiguration(non_blocking=True),  # from pinned memory: copies overlap compute
     )
     channels_last = resolve_channels_last(cfg.channels_last)
+    set_threads(cfg.threads)
     set_seed(cfg.seed, deterministic=cfg.deterministic)
 
     micro_batch, _ = split_batch_size(cfg, accelerator.num_processes)
@@ -112,7 +114,7 @@ def setup_run(cfg: TrainConfig) -> TrainRun:
         if resume_from is None or not resume_from.is_dir():
             raise ConfigError(f'--resume: no checkpoint found at {resume_from or output_dir / "checkpoints"}')
     with accelerator.main_process_first():
-        splits = load_splits(cfg)
+        splits = load_splits(cfg, accelerator.device)
     model = create_train_model(cfg)
     if len(splits['train']) < cfg.batch_size:
         raise ConfigError(f'the training split has {len(splits["train"])} images, fewer than one batch '
@@ -123,16 +125,13 @@ def setup_run(cfg: TrainConfig) -> TrainRun:
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = create_optimizer(cfg, model, loss_fn)
-    columns = VA_COLUMNS if cfg.va_head else ()
-    train_loader = create_loader(splits['train'], data_config, micro_batch, is_training=True, recipe=cfg.recipe,
-                                 num_workers=cfg.num_workers, seed=cfg.seed, balanced_sampler=cfg.balanced_sampler,
-                                 columns=columns)
+    loaders = create_run_loaders(cfg, splits, data_config, micro_batch, accelerator.device,
+                                 agree=lambda fits: all(gather_object([fits])))
+    accelerator.print(loaders.note)
+    train_loader, eval_loaders = loaders.train, loaders.evaluation
     steps_per_epoch = len(train_loader) // (accelerator.num_processes * cfg.grad_accum_steps)
     scheduler = create_scheduler(cfg, optimizer, steps_per_epoch)
     epoch_seeded = (train_loader.sampler, train_loader.dataset)
-    eval_loaders = {role: create_loader(splits[role], data_config, 2 * micro_batch, is_training=False,
-                                        num_workers=cfg.num_workers, columns=columns)
-                    for role in ('validation', 'test') if role in splits}
 
     module, optimizer, train_loader, scheduler = accelerator.prepare(
         DANTrainModule(model, loss_fn), optimizer, train_loader, scheduler)
@@ -140,7 +139,7 @@ def setup_run(cfg: TrainConfig) -> TrainRun:
     ema = ModelEmaV3(accelerator.unwrap_model(module).model, decay=cfg.ema_decay) if cfg.ema else None
     step = TrainStep(accelerator, module, optimizer, clip_grad=cfg.clip_grad, ema=ema, channels_last=channels_last,
                      skip_nonfinite=cfg.skip_nonfinite, step_seed=cfg.seed if cfg.deterministic else None)
-    return TrainRun(cfg, accelerator, output_dir, splits, data_config, DeviceNormalize(data_config), module,
+    return TrainRun(cfg, accelerator, output_dir, splits, data_config, loaders.normalize, module,
                     optimizer, scheduler, train_loader, epoch_seeded, eval_loaders, step, ema=ema,
                     channels_last=channels_last, resume_from=resume_from)
 
@@ -172,7 +171,8 @@ def resume_or_start(run: TrainRun) -> None:
         f'Training {cfg.model} on {cfg.dataset} ({len(run.splits["train"])} train / '
         f'{len(run.splits["validation"])} validation images, {run.splits.split_names["validation"]}) for '
         f'{cfg.epochs} epochs on {accelerator.num_processes} x {accelerator.device}, precision {precision}, '
-        f'channels_last {run.channels_last}, global batch {cfg.batch_size}')
+        f'channels_last {run.channels_last}, global batch {cfg.batch_size}; per process: threads '
+        f'{torch.get_num_threads()}, data workers {cfg.num_workers}')
     if cfg.va_head:
         counts = {role: count_without_va(split) for role, split in run.splits.items()}
         accelerator.print('Valence/arousal head on, CCC loss weight {}; images without valence/arousal (left out of '

@@ -42,7 +42,7 @@ class FERSource:
         info: Splits, class counts, official layout, citation.
         defaults: The `load_fer_dataset` options it takes, with their defaults (passed to `scan` or `generate`).
         scan: Reads the official files: `scan(root, **options) -> SourceScan` (None for generated sets).
-        generate: Builds a generated set in memory: `generate(**options, cache_dir=...) -> DatasetDict`.
+        generate: Builds a generated set in memory: `generate(**options, cache_dir=..., splits=None) -> DatasetDict`.
         label_map: Its native classes, mapped to the canonical ones by name (None: canonical already).
         cards: Model-card entries by the key that cards name (`ModelCardInfo.datasets`, `Metric.dataset`).
     """

@@ -1,6 +1,7 @@
 """The built-in synthetic set: drawn in memory by `timm_dan.data.synthetic`, deterministic by seed."""
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -11,9 +12,9 @@ from .base import FERDatasetInfo, FERSource
 
 
 def generate(num_samples: int, num_validation_samples: Optional[int], image_size: int, num_classes: int, seed: int,
-             cache_dir: Optional[str] = None) -> DatasetDict:
-    """Train and validation splits of drawn faces, in canonical labels `LABELS[:num_classes]`, with each face's
-    valence and arousal (its expression's circumplex place scaled by its intensity)."""
+             cache_dir: Optional[str] = None, splits: Optional[Sequence[str]] = None) -> DatasetDict:
+    """Train and validation splits of drawn faces (or only `splits`), in canonical labels `LABELS[:num_classes]`,
+    with each face's valence and arousal (its expression's circumplex place scaled by its intensity)."""
     from .. import synthetic  # draws with OpenCV: imported only when needed, so `timm-dan --help` stays light
 
     features = Features({
@@ -23,17 +24,19 @@ def generate(num_samples: int, num_validation_samples: Optional[int], image_size
         'valence': Value('float32'),
         'arousal': Value('float32'),
     })
-    splits = {}
+    drawn = {}
     for index, (split, n) in enumerate(synthetic.synthetic_sizes(num_samples, num_validation_samples).items()):
+        if splits is not None and split not in splits:
+            continue  # each split is seeded by its index: the others come out the same without it
         kwargs = dict(num_samples=n, image_size=image_size, num_classes=num_classes, seed=seed, split_index=index)
         # from_generator fingerprints the function and its arguments only: add the drawing code itself
         code = hashlib.sha256(Path(synthetic.__file__).read_bytes()).hexdigest()
         key = json.dumps({**kwargs, 'code': code}, sort_keys=True)
-        splits[split] = Dataset.from_generator(
+        drawn[split] = Dataset.from_generator(
             synthetic.generate_examples, features=features, gen_kwargs=kwargs, cache_dir=cache_dir,
             fingerprint=hashlib.sha256(key.encode()).hexdigest()[:32], split=split,
         )
-    return DatasetDict(splits)
+    return DatasetDict(drawn)
 
 
 SOURCE = FERSource(
