@@ -4,8 +4,7 @@ other exception escapes, and is a finding (`fuzz/run.py` saves it as a regressio
 
 Targets (the parsers' files): RAF-DB's list_patition_label.txt, AffectNet's training.csv and .npy annotations,
 FER2013's fer2013.csv, FERPlus's fer2013new.csv, ExpW's label.lst, the training YAML, a Hub folder's config.json
-and the predictor's image reader. (RAF-DB's manual annotations have no parser in this branch yet: add a target
-when it lands.)
+RAF-DB's manual annotations (<image>_manu_attri.txt) and the predictor's image reader.
 """
 import atexit
 import shutil
@@ -61,6 +60,7 @@ def _root(name: str) -> Path:
 
 _FOLDERS = {
     'rafdb_list': ('EmoLabel', 'Image/aligned'),
+    'rafdb_manual': ('EmoLabel', 'Image/aligned', 'Annotation/manual'),
     'affectnet_csv': ('Manually_Annotated_file_lists', 'Manually_Annotated_Images'),
     'affectnet_npy': ('train_set/images', 'train_set/annotations', 'val_set/images', 'val_set/annotations'),
     'expw_lst': ('label', 'image/origin'),
@@ -74,7 +74,12 @@ def _data_errors() -> tuple[type, ...]:
 
 def _rafdb(root: Path):
     from timm_dan.data.sources import rafdb
-    return rafdb.scan(root, aligned=True)
+    return rafdb.scan(root, aligned=True, attributes=True)
+
+
+def _rafdb_label_file(root: Path, data: bytes) -> None:
+    """The fuzzed file is train_00001's manual annotation; the label list names that one image."""
+    (root / 'EmoLabel' / 'list_patition_label.txt').write_text('train_00001.jpg 1\n')
 
 
 def _affectnet_csv(root: Path):
@@ -163,6 +168,7 @@ def _image_errors() -> tuple[type, ...]:
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
     Target('rafdb_list', 'EmoLabel/list_patition_label.txt', _rafdb, _data_errors),
+    Target('rafdb_manual', 'Annotation/manual/train_00001_manu_attri.txt', _rafdb, _data_errors, _rafdb_label_file),
     Target('affectnet_csv', 'Manually_Annotated_file_lists/training.csv', _affectnet_csv, _data_errors,
            _affectnet_validation_csv),
     Target('affectnet_npy', 'train_set/annotations/0_exp.npy', _affectnet_npy, _data_errors, _affectnet_npy_fixture),

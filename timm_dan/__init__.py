@@ -14,8 +14,10 @@ from .labels import LABELS
 from .version import __version__
 
 _LAZY = {
-    'HF_HUB_NAMESPACE': 'models', 'DAN': 'models', 'DANOutput': 'models', 'convert_official_checkpoint': 'models',
-    'AffinityLoss': 'losses', 'PartitionLoss': 'losses', 'DANLoss': 'losses', 'DANLossParts': 'losses',
+    'HF_HUB_NAMESPACE': 'models', 'DAN': 'models', 'DANOutput': 'models', 'DANOutputWithVA': 'models',
+    'convert_official_checkpoint': 'models',
+    'AffinityLoss': 'losses', 'PartitionLoss': 'losses', 'CCCLoss': 'losses', 'DANLoss': 'losses',
+    'DANLossParts': 'losses',
     'FERPredictor': 'inference',  # needs OpenCV
 }
 _SUBPACKAGES = ('cli', 'data', 'hub', 'inference', 'labels', 'losses', 'metrics', 'models', 'precision', 'training')

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     for epoch in range(run.start_epoch, cfg.epochs):
         train_metrics = train_one_epoch(run, epoch)
         val_metrics = validate(run.accelerator, run.eval_model, run.eval_loaders['validation'], run.normalize,
-                               cfg.num_classes, channels_last=run.channels_last)
+                               cfg.num_classes, channels_last=run.channels_last, calibrate=cfg.calibrate)
         record_epoch(run, epoch, train_metrics, val_metrics)  # metrics.jsonl, best/ when it improved, one line
         run.checkpoint(epoch + 1)
         if run.reached_max_steps:

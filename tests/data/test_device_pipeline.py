@@ -209,3 +209,28 @@ def test_on_cuda_the_batches_are_the_sync_free_cpu_ones(tmp_path, name):
                                                                                                      streamed_labels)
     levels = (resident - on_cpu).abs() * 255 * torch.tensor(CFG['std'])[:, None, None]
     assert levels.max() <= 1.01 and (levels < 0.01).float().mean() > 0.99
+
+
+def test_valence_arousal_targets_come_after_the_labels(tmp_path):
+    """A split loaded with `valence_arousal=True`: the drawn rows' targets (NaN for None), resident or streamed,
+    in training too; without the columns, one clear error."""
+    from datasets import Value
+    decoded = decode_to_arrow(_split(tmp_path, [(40, 40)] * 8))
+    values = [[0.5, -0.25], [None, 0.75], [-1.0, None], [0.0, 0.0], [1.0, 1.0], [0.25, -0.5], [-0.75, 0.5],
+              [0.125, 0.375]]
+    for i, column in enumerate(('valence', 'arousal')):
+        decoded = decoded.add_column(column, [v[i] for v in values], feature=Value('float32'))
+    expected = torch.tensor([[float('nan') if x is None else x for x in v] for v in values])
+    draws = [(i, (3 * i) % 8) for i in range(8)]
+    resident = DeviceSplit.from_dataset(decoded, 'cpu', valence_arousal=True)
+    with pytest.warns(UserWarning, match='streaming'):
+        streamed = DeviceSplit.from_dataset(decoded, 'cpu', memory_limit=1000, valence_arousal=True)
+    for split in (resident, streamed):
+        images, labels, va = DeviceBatches(split, CFG, 'rafdb', is_training=True, seed=2).__getitems__(draws)
+        torch.testing.assert_close(va, expected[[index for _, index in draws]], equal_nan=True)
+        without = DeviceBatches(DeviceSplit.from_dataset(decoded, 'cpu'), CFG, 'rafdb', is_training=True, seed=2)
+        plain_images, plain_labels = without.__getitems__(draws)  # the targets change nothing else
+        assert torch.equal(images, plain_images) and torch.equal(labels, plain_labels)
+    with pytest.raises(ValueError, match='valence_arousal=True needs the columns valence and arousal'):
+        DeviceSplit.from_dataset(decode_to_arrow(_split(tmp_path, [(40, 40)] * 2, name='plain')), 'cpu',
+                                 valence_arousal=True)

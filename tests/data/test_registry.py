@@ -29,7 +29,8 @@ def test_every_source_file_declares_one_registered_source():
 
 def test_options_are_the_sources_defaults(tmp_path):
     assert {name: dict(source.defaults) for name, source in SOURCES.items()} == {
-        'rafdb': {'aligned': True}, 'affectnet': {'num_classes': 8}, 'sfew': {}, 'fer2013': {}, 'ferplus': {},
+        'rafdb': {'aligned': True, 'attributes': True}, 'affectnet': {'num_classes': 8}, 'sfew': {}, 'fer2013': {},
+        'ferplus': {},
         'expw': {'seed': 0, 'split_fractions': (0.8, 0.1, 0.1)},
         'synthetic': {'num_samples': 4000, 'num_validation_samples': None, 'image_size': 64, 'num_classes': 8,
                       'seed': 0},

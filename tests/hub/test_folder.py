@@ -63,9 +63,10 @@ def test_card_metadata_and_body(model, tmp_path):
     assert '`best.pth.tar` (SHA-256 `' + 'ab' * 32 + '`)' in text
     labels = text.split('## Labels (in output order)')[1].split('##')[0]
     assert [line.split('`')[1] for line in labels.strip().splitlines()] == list(timm_dan.LABELS[:7])
-    for section in ('How to use', 'Preprocessing', 'Training', 'Evaluation', 'Licences', 'Limitations and risks',
+    for section in ('How to use', 'Preprocessing', 'Training', 'Evaluation', 'Licences', 'Bias, risks and limitations',
                     'Citation'):
         assert f'\n## {section}\n' in text
+    assert 'group has not been measured for this model' in text.split('## Bias, risks and limitations')[1]
 
 
 def test_card_from_dict_equals_dataclass():

@@ -154,3 +154,46 @@ def test_train_and_validate_with_the_data_on_the_device_resume_identically(tmp_p
     assert on['confusion_matrix'] == off['confusion_matrix'] and on['accuracy'] == off['accuracy']
     results = json.loads((full / 'results.json').read_text())
     assert on['accuracy'] == pytest.approx(results['validation']['accuracy'])
+
+
+def test_valence_arousal_targets_ride_with_the_labels_on_the_device(splits):
+    """With va_head, the device pipeline's batches carry each drawn image's valence/arousal (NaN where unknown, as
+    the DataLoader pipeline's FERBatch has it) after its labels, in training and evaluation, and `predict` reads
+    them as it reads the DataLoader pipeline's."""
+    import timm
+    from accelerate import Accelerator
+
+    from timm_dan.training import predict
+    from timm_dan.training.data import VA_COLUMNS, create_run_loaders
+    splits = {role: split.map(lambda example, i: {'valence': None if i == 1 else example['valence']},
+                              with_indices=True) for role, split in splits.items()}  # AffectNet's -2
+    cfg = TrainConfig(dataset='synthetic', va_head=True, device_data='on', num_workers=0, seed=5)
+    loaders = create_run_loaders(cfg, splits, CFG, 8, 'cpu')
+    assert loaders.note.startswith('Data: the decoded images resident on cpu')
+    for role, split in splits.items():
+        expected = torch.tensor([[float('nan') if v is None else v for v in pair] for pair in
+                                 zip(split['valence'], split['arousal'], strict=True)])
+        assert expected[1, 0].isnan() and not expected.isnan().all()
+        loader = loaders.train if role == 'train' else loaders.evaluation[role]
+        order = ([index for _, index in loader.sampler] if role == 'train' else list(range(len(split))))
+        batches = list(loader)
+        assert all(len(batch) == 3 for batch in batches)
+        images, labels, va = (torch.cat(parts) for parts in zip(*batches, strict=True))
+        assert images.shape[0] == len(order) and va.shape == (len(order), 2)
+        torch.testing.assert_close(va, expected[order], equal_nan=True)
+        assert torch.equal(labels, torch.tensor(split['label'])[order])
+
+    off = create_run_loaders(TrainConfig(dataset='synthetic', va_head=True, device_data='off', num_workers=0),
+                             splits, CFG, 8, 'cpu')
+    no_va = create_run_loaders(TrainConfig(dataset='synthetic', device_data='on', num_workers=0), splits, CFG, 8,
+                               'cpu')
+    assert len(next(iter(no_va.evaluation['validation']))) == 2  # no head: no targets to carry
+    accelerator = Accelerator(cpu=True)
+    model = accelerator.prepare(timm.create_model('dan_resnet18', num_classes=8, va_head=True).eval())
+    outputs = [predict(accelerator, model, accelerator.prepare(run.evaluation['validation']), run.normalize)
+               for run in (loaders, off)]
+    assert set(outputs[0]) == set(outputs[1]) >= {'valence_arousal', 'va_references'}
+    torch.testing.assert_close(outputs[0]['va_references'], outputs[1]['va_references'], equal_nan=True)
+    assert torch.equal(outputs[0]['references'], outputs[1]['references'])
+    torch.testing.assert_close(outputs[0]['valence_arousal'], outputs[1]['valence_arousal'], atol=1e-4, rtol=0)
+    assert VA_COLUMNS == ('valence', 'arousal')

@@ -292,7 +292,8 @@ def test_nonfinite_loss_stops_with_the_step_or_is_skipped():
     for k in ('model.fc.weight', 'loss_fn.affinity.centers', 'model.backbone.bn1.running_mean'):
         torch.testing.assert_close(after[k], before[k], rtol=0, atol=0)
     losses = step.read_losses()
-    assert np.isfinite(losses['loss']) and set(losses) == {'loss', 'ce', 'affinity', 'partition'}
+    assert np.isfinite(losses['loss']) and set(losses) == {'loss', 'ce', 'affinity', 'partition', 'va'}
+    assert losses['va'] == 0  # no valence/arousal head
 
 
 def test_best_folder_card_of_a_synthetic_run_is_fit_for_the_hub(tmp_path):

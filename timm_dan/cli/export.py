@@ -14,10 +14,11 @@ MIN_OPSET = 16  # torch.onnx writes opset 18 and converts down with onnx's conve
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     export = subparsers.add_parser(
         'export', help='Export a model to ONNX, checked against PyTorch with onnxruntime',
-        description='Export a DAN model to ONNX (outputs: logits, and the heads\' attention maps unless '
-                    '--no-attention; the batch dimension is dynamic unless --static-batch, as in timm\'s '
-                    'onnx_export), then compare onnxruntime with PyTorch and print the max abs difference. Exit '
-                    f'status 0 when it is within --tolerance, {EXIT_OVER_TOLERANCE} when it is over, '
+        description='Export a DAN model to ONNX (outputs: logits, the heads\' attention maps unless '
+                    '--no-attention, and valence_arousal for a model with a V/A head; the batch dimension is '
+                    'dynamic unless --static-batch, as in timm\'s onnx_export), then compare onnxruntime with '
+                    'PyTorch and print the max abs difference. Exit status 0 when it is within --tolerance, '
+                    f'{EXIT_OVER_TOLERANCE} when it is over, '
                     f'{EXIT_BAD_INPUT} when nothing was exported (the model could not be loaded, the output not '
                     'written, onnx not installed, the exporter failed): one line naming the input.',
     )
@@ -89,8 +90,9 @@ def _check(args: argparse.Namespace, report: Any) -> int:
     print(f'exported {args.model} -> {written} (input {"N" if report.dynamic_batch else 1}x'
           f'{"x".join(map(str, report.input_size))}, opset {args.opset})')
     print(f'onnxruntime vs PyTorch max abs diff: logits {report.max_abs_diff:.3g}' + (
-        '' if report.max_abs_diff_attention is None else f', attention {report.max_abs_diff_attention:.3g}'))
-    worst = max(report.max_abs_diff, report.max_abs_diff_attention or 0.)
+        '' if report.max_abs_diff_attention is None else f', attention {report.max_abs_diff_attention:.3g}') + (
+        '' if report.max_abs_diff_va is None else f', valence/arousal {report.max_abs_diff_va:.3g}'))
+    worst = max(report.max_abs_diff, report.max_abs_diff_attention or 0., report.max_abs_diff_va or 0.)
     if worst > args.tolerance:
         print(f'timm-dan export: error: difference {worst:.3g} is over the tolerance {args.tolerance:g}',
               file=sys.stderr)

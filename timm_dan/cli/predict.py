@@ -118,16 +118,16 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f'error: could not set up the predictor: {message}', file=sys.stderr)
         return 2
     attention, keep = args.attention is not None, args.annotate is not None
-    writer = _ResultWriter(args.json, args.csv, predictor.label_names, video=args.video)
+    writer = _ResultWriter(args.json, args.csv, predictor.label_names, video=args.video, va=predictor.has_va)
     names = _OutputNames()
     if args.video:
         sources = [(str(p), 'camera' + p if p.isdigit() else Path(p).name) for p in args.paths]
-        table = _Table([f'{"camera " + s if s.isdigit() else s} @00000.00s' for s, _ in sources])
+        table = _Table([f'{"camera " + s if s.isdigit() else s} @00000.00s' for s, _ in sources], predictor.has_va)
         results = _video_results(predictor, sources, args.every or 1, attention, keep)
         progress = None
     else:
         items = expand_inputs(args.paths, include_hidden=args.include_hidden)
-        table = _Table([item.name for item in items])
+        table = _Table([item.name for item in items], predictor.has_va)
         progress = tqdm(total=len(items), unit='image', disable=None, file=sys.stderr)
         results = _image_results(predictor, items, attention, keep, progress)
     failures = 0
@@ -179,13 +179,16 @@ def _video_results(predictor, sources, every: int, attention: bool, keep: bool) 
 
 
 class _Table:
-    """The printed table: one row per face; the file column as wide as the longest name (up to `NAME_WIDTH`)."""
+    """The printed table: one row per face; the file column as wide as the longest name (up to `NAME_WIDTH`);
+    valence and arousal columns for a model with a V/A head."""
 
-    def __init__(self, names: list[str]):
+    def __init__(self, names: list[str], va: bool = False):
         self.width = min(max([len(n) for n in names] + [4]), NAME_WIDTH)
+        self.va = va
 
     def header(self) -> None:
-        print(f'{"file":<{self.width}} {"face":>4}  {"label":<9} {"score":>5}  {"det":>5}  top-3')
+        print(f'{"file":<{self.width}} {"face":>4}  {"label":<9} {"score":>5}  {"det":>5}  '
+              + ('valence arousal  ' if self.va else '') + 'top-3')
 
     def _name(self, text: str) -> str:
         return text if len(text) <= self.width else '...' + text[len(text) - self.width + 3:]
@@ -200,8 +203,9 @@ class _Table:
             print(f'{where:<{self.width}} {"-":>4}  no face')
         for i, face in enumerate(result.faces):
             top = ', '.join(f'{name} {p:.2f}' for name, p in face.top(3))
+            va = f'{face.valence:+7.2f} {face.arousal:+7.2f}  ' if face.valence is not None else ''
             print(f'{where:<{self.width}} {i:>4}  {face.label:<9} {face.score:5.2f}  {face.detection_score:5.2f}  '
-                  f'{top}')
+                  f'{va}{top}')
 
 
 class _OutputNames:
@@ -220,10 +224,12 @@ class _OutputNames:
 class _ResultWriter:
     """Streams results to JSON (a list, one object per input or frame) or CSV (one row per face)."""
 
-    def __init__(self, json_path: Optional[str], csv_path: Optional[str], label_names, video: bool):
+    def __init__(self, json_path: Optional[str], csv_path: Optional[str], label_names, video: bool,
+                 va: bool = False):
         self.json_path, self.csv_path = json_path, csv_path
         self.label_names = list(label_names)
         self.video = video
+        self.va_cols = ['valence', 'arousal'] if va else []
         self.file: Optional[TextIO] = None
         self.first = True
 
@@ -237,7 +243,7 @@ class _ResultWriter:
             self.csv = csv.writer(self.file)
             frame_cols = ['frame', 'time'] if self.video else []
             self.csv.writerow(['file', *frame_cols, 'face', 'x', 'y', 'w', 'h', 'detection_score', 'label', 'score',
-                               *self.label_names, 'annotated', 'attention', 'error'])
+                               *self.label_names, *self.va_cols, 'annotated', 'attention', 'error'])
 
     def __enter__(self) -> '_ResultWriter':
         return self
@@ -253,13 +259,14 @@ class _ResultWriter:
         frame_cols = [result.frame, round(result.time, 4)] if self.video else []
         annotated = record.get('annotated', '')
         if result.error or not result.faces:
-            self.csv.writerow([result.file, *frame_cols] + [''] * (8 + len(self.label_names))
+            self.csv.writerow([result.file, *frame_cols] + [''] * (8 + len(self.label_names) + len(self.va_cols))
                               + [annotated, '', result.error or ''])
         for i, (face, face_record) in enumerate(zip(result.faces, record['faces'], strict=True)):
             probs = [round(face.probs[n], 6) for n in self.label_names]
             box = [round(v, 2) for v in face.box]
+            va = [round(face.valence, 6), round(face.arousal, 6)] if self.va_cols else []
             self.csv.writerow([result.file, *frame_cols, i, *box, face_record['detection_score'], face.label,
-                               round(face.score, 6), *probs, annotated, face_record.get('attention', ''), ''])
+                               round(face.score, 6), *probs, *va, annotated, face_record.get('attention', ''), ''])
 
     def __exit__(self, *exc) -> None:
         if self.file is None:

@@ -28,10 +28,12 @@ def load_fer_dataset(name: str, data_dir: Optional[Union[str, Path]] = None, *, 
 
     `name` is a key of `FER_DATASETS`; `data_dir` is the data set's root, unpacked as distributed
     (`FER_DATASETS[name].layout`). Columns: `image`, `label`, `source_label` (the native label), `file`, and
-    where the source has them `bbox` (x, y, w, h of the cropped face), `landmarks`, `valence`, `arousal`,
-    `soft_label` (FERPlus vote distribution), `confidence` (ExpW).
+    where the source has them `bbox` (x, y, w, h of the cropped face), `landmarks`, `valence`, `arousal`
+    (AffectNet, synthetic; None where AffectNet gives -2, "not annotated"), `gender`, `race`, `age` (RAF-DB's manual
+    annotations, `ClassLabel`s), `soft_label` (FERPlus vote distribution), `confidence` (ExpW).
     Options:
-        rafdb:     aligned (True; False reads Image/original/)
+        rafdb:     aligned (True; False reads Image/original/), attributes (True: the gender, race, age and
+                   landmarks of Annotation/manual/ when that folder is present)
         affectnet: num_classes (8 or 7; codes 8-10, and contempt for 7, are dropped and counted)
         expw:      seed (0), split_fractions ((0.8, 0.1, 0.1) for train/validation/test, stratified by class)
         synthetic: num_samples (train size, 4000), num_validation_samples (num_samples // 4), image_size (64),

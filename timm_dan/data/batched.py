@@ -35,10 +35,12 @@ Rectangle = tuple[int, int, int, int, int]  # sample, top, left, height, width
 class FERBatch(NamedTuple):
     """A batch as `BatchCollate` hands it over: uint8 pixels (B x C x H x W, channels_last memory), labels, and
     the RandomErasing rectangles that `DeviceNormalize` zeroes after normalising (plain ints: they stay on the
-    host, so applying them never waits for the device)."""
+    host, so applying them never waits for the device); B x 2 float valence/arousal targets (NaN where an image
+    has none) when the examples carry `valence` and `arousal`."""
     pixel_values: torch.Tensor
     labels: torch.Tensor
     erase: tuple[Rectangle, ...] = ()
+    valence_arousal: Optional[torch.Tensor] = None
 
 
 class BatchCollate:
@@ -63,7 +65,11 @@ class BatchCollate:
     def __call__(self, batch: Sequence[Mapping[str, Any]]) -> FERBatch:
         labels = torch.as_tensor([example['label'] for example in batch], dtype=torch.long)
         pixel_values, erase = self.transform([example['pixel_values'] for example in batch])
-        return FERBatch(pixel_values, labels, erase)
+        va = None
+        if batch and 'valence' in batch[0] and 'arousal' in batch[0]:  # flips and crops leave them unchanged
+            va = torch.tensor([[math.nan if e[k] is None else e[k] for k in ('valence', 'arousal')] for e in batch],
+                              dtype=torch.float32)
+        return FERBatch(pixel_values, labels, erase, va)
 
     def transform(self, images: Union[torch.Tensor, Sequence[torch.Tensor]]
                   ) -> tuple[torch.Tensor, tuple[Rectangle, ...]]:
@@ -178,7 +184,7 @@ class DeviceNormalize:
         self._tiled: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, batch: FERBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        pixel_values, labels, erase = batch
+        pixel_values, labels, erase = batch[:3]
         if self.device is not None:
             pixel_values = pixel_values.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)

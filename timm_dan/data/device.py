@@ -9,7 +9,8 @@ the step before; streaming: the same batches, only slower to fetch).
 runs the recipe's augmentations on the whole batch on the device, in `BatchCollate`'s order and with the same
 numbers (`recipes.py`) and functions where the operation is the same (the geometric op at the stored size on the
 chosen samples, one resize, flips, `DeviceNormalize`, RandomErasing) and returns `(pixel_values, labels)` as the
-model takes them (float32, channels_last). On a CPU the same code runs on CPU tensors.
+model takes them (float32, channels_last), with the B x 2 valence/arousal targets after them for a split loaded with
+`valence_arousal=True`. On a CPU the same code runs on CPU tensors.
 
 Random draws come from a counter-based hash of (seed, epoch, draw, stream), not from an RNG state: the same numbers
 on every device and in every process, and a resumed run sees the same batches. The draw is the sample's position in
@@ -158,9 +159,10 @@ def storage_size(dataset: Dataset, default: tuple[int, int]) -> tuple[int, int]:
     return tuple(default)
 
 
-def split_nbytes(dataset: Dataset, size: tuple[int, int]) -> int:
-    """Bytes a split takes on the device at `size`: its uint8 pixels and int64 labels."""
-    return dataset.num_rows * (size[0] * size[1] * 3 + 8)
+def split_nbytes(dataset: Dataset, size: tuple[int, int], valence_arousal: bool = False) -> int:
+    """Bytes a split takes on the device at `size`: its uint8 pixels and int64 labels (and float32 valence/arousal
+    targets)."""
+    return dataset.num_rows * (size[0] * size[1] * 3 + 8 + (8 if valence_arousal else 0))
 
 
 def memory_budget(device: Union[str, torch.device], fraction: float = MEMORY_FRACTION) -> int:
@@ -214,7 +216,8 @@ def _read_pixels(dataset: Dataset, size: tuple[int, int], out: torch.Tensor,
 
 
 class DeviceSplit:
-    """A split's decoded images as one uint8 N x H x W x 3 tensor and its labels, for `DeviceBatches`.
+    """A split's decoded images as one uint8 N x H x W x 3 tensor and its labels (and optionally its N x 2 float32
+    valence/arousal targets, NaN where an image has none), for `DeviceBatches`.
 
     Resident: both live on `device` and a batch is one `index_select` there. Streaming: they stay in host memory;
     each batch is gathered into one of a few pinned buffers and copied to the device on a side stream, so that the
@@ -222,13 +225,16 @@ class DeviceSplit:
     """
 
     def __init__(self, pixels: torch.Tensor, labels: torch.Tensor, device: Union[str, torch.device],
-                 resident: bool, name: str = 'split'):
+                 resident: bool, name: str = 'split', valence_arousal: Optional[torch.Tensor] = None):
         if pixels.dtype != torch.uint8 or pixels.ndim != 4 or pixels.shape[-1] != 3:
             raise ValueError(f'{name}: expected N x H x W x 3 uint8 pixels, got {tuple(pixels.shape)} {pixels.dtype}')
+        if valence_arousal is not None and tuple(valence_arousal.shape) != (pixels.shape[0], 2):
+            raise ValueError(f'{name}: expected {pixels.shape[0]} x 2 valence/arousal targets, got '
+                             f'{tuple(valence_arousal.shape)}')
         self.device = torch.device(device)
         self.resident = resident
         self.name = name
-        self.pixels, self.labels = pixels, labels
+        self.pixels, self.labels, self.valence_arousal = pixels, labels, valence_arousal
         self._staging: list[tuple[torch.Tensor, Optional[torch.cuda.Event]]] = []
         self._turn = 0
         self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == 'cuda' and not resident else None
@@ -236,7 +242,8 @@ class DeviceSplit:
     @classmethod
     def from_dataset(cls, dataset: Dataset, device: Union[str, torch.device], size: Optional[tuple[int, int]] = None,
                      resident: Optional[bool] = None, memory_limit: Optional[int] = None, name: str = 'split',
-                     interpolation: InterpolationMode = InterpolationMode.BILINEAR) -> 'DeviceSplit':
+                     interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+                     valence_arousal: bool = False) -> 'DeviceSplit':
         """Load a `decode_to_arrow` split (columns `pixels`, `height`, `width`, `label`) once.
 
         Args:
@@ -247,16 +254,22 @@ class DeviceSplit:
             resident: On the device (True) or streamed from host memory (False); None: resident when the split fits
                 in `memory_limit` bytes (default: `memory_budget(device)`), else streaming, with a warning.
             name: What the messages call the split.
+            valence_arousal: Also load the `valence` and `arousal` columns (None, AffectNet's "not annotated",
+                becomes NaN), returned by `gather` and `DeviceBatches` after the labels.
         """
         if 'pixels' not in dataset.column_names:
             raise ValueError(f'{name}: the device pipeline reads decoded pixels; pass the split through '
                              f'timm_dan.data.decode_to_arrow first (it has {dataset.column_names})')
+        missing = [c for c in ('valence', 'arousal') if valence_arousal and c not in dataset.column_names]
+        if missing:
+            raise ValueError(f'{name}: valence_arousal=True needs the columns valence and arousal (it has '
+                             f'{dataset.column_names})')
         device = torch.device(device)
         if size is None:
             size = storage_size(dataset, (0, 0))
             if size == (0, 0):
                 raise ValueError(f'{name}: its images differ in size; pass size=(height, width) to keep them at')
-        need = split_nbytes(dataset, size)
+        need = split_nbytes(dataset, size, valence_arousal)
         if resident is None:
             budget = memory_budget(device) if memory_limit is None else memory_limit
             resident = need <= budget
@@ -273,7 +286,12 @@ class DeviceSplit:
         _read_pixels(dataset, size, pixels, interpolation)
         labels = torch.tensor(dataset.select_columns(['label']).with_format('numpy')[:]['label'],
                               dtype=torch.int64, device=home)
-        return cls(pixels, labels, device, resident, name)
+        va = None
+        if valence_arousal:  # as `BatchCollate` makes them: NaN where a value is None (Arrow's nulls)
+            table = dataset.select_columns(['valence', 'arousal']).with_format('arrow')[:]
+            va = torch.from_numpy(np.stack([table.column(c).to_numpy().astype(np.float32)
+                                            for c in ('valence', 'arousal')], 1)).to(home)
+        return cls(pixels, labels, device, resident, name, va)
 
     def __len__(self) -> int:
         return self.pixels.shape[0]
@@ -282,26 +300,30 @@ class DeviceSplit:
     def size(self) -> tuple[int, int]:
         return tuple(self.pixels.shape[1:3])
 
-    def gather(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The B x H x W x 3 uint8 images and the labels of rows `indices`, on the device."""
+    def gather(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """The B x H x W x 3 uint8 images, the labels and the valence/arousal targets (None for a split without
+        them) of rows `indices`, on the device."""
         if self.resident:
             indices = indices.to(self.device, non_blocking=True)
-            return self.pixels.index_select(0, indices), self.labels.index_select(0, indices)
+            return self.pixels.index_select(0, indices), self.labels.index_select(0, indices), (
+                None if self.valence_arousal is None else self.valence_arousal.index_select(0, indices))
         indices = indices.cpu()
         staging = self._staging_buffer(indices.numel())
         torch.index_select(self.pixels, 0, indices, out=staging)
-        labels = self.labels.index_select(0, indices)
+        targets = [self.labels.index_select(0, indices)]
+        if self.valence_arousal is not None:
+            targets.append(self.valence_arousal.index_select(0, indices))
         if self._copy_stream is None:  # a CPU "device": the copy is the gather's
-            return staging.clone(), labels
+            return staging.clone(), targets[0], targets[1] if len(targets) > 1 else None
         current = torch.cuda.current_stream(self.device)
         with torch.cuda.stream(self._copy_stream):
             pixels = staging.to(self.device, non_blocking=True)
-            labels = labels.pin_memory().to(self.device, non_blocking=True)
+            targets = [t.pin_memory().to(self.device, non_blocking=True) for t in targets]
             self._staging[self._turn][1].record(self._copy_stream)
         current.wait_stream(self._copy_stream)
-        pixels.record_stream(current)  # allocated on the copy stream, used on the current one
-        labels.record_stream(current)
-        return pixels, labels
+        for tensor in (pixels, *targets):  # allocated on the copy stream, used on the current one
+            tensor.record_stream(current)
+        return pixels, targets[0], targets[1] if len(targets) > 1 else None
 
     def _staging_buffer(self, count: int) -> torch.Tensor:
         """The next of `_STAGING` pinned buffers (grown to `count` images), once the copy out of it has finished."""
@@ -339,7 +361,9 @@ class EnumeratedSampler(Sampler[tuple[int, int]]):
 
 class DeviceBatches(torch.utils.data.Dataset):
     """A `DeviceSplit` as a map-style dataset whose `__getitems__` returns whole batches, ready for the model:
-    `(pixel_values, labels)`, float32 normalised B x C x H x W in channels_last memory, on the split's device.
+    `(pixel_values, labels)`, float32 normalised B x C x H x W in channels_last memory, on the split's device, and
+    `(pixel_values, labels, valence_arousal)` for a split with valence/arousal targets (flips and crops leave them
+    as they are).
 
     Training: the recipe's geometric op (with its probability) on the stored images, resize to `input_size`, the
     flip, normalisation and RandomErasing; else resize and normalise. Give the DataLoader `num_workers=0` (the work
@@ -375,14 +399,20 @@ class DeviceBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         return self.__getitems__([index])
 
     @torch.no_grad()
-    def __getitems__(self, draws: Sequence[Union[int, tuple[int, int]]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, draws: Sequence[Union[int, tuple[int, int]]]) -> tuple[torch.Tensor, ...]:
         draws = torch.as_tensor(draws, dtype=torch.int64)
         positions, indices = draws.unbind(1) if draws.ndim == 2 else (draws, draws)
-        pixels, labels = self.split.gather(indices)
+        pixels, labels, va = self.split.gather(indices)
+        batch = self._augmented(pixels, labels, positions)
+        return batch if va is None else (*batch, va)
+
+    def _augmented(self, pixels: torch.Tensor, labels: torch.Tensor,
+                   positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images of one batch augmented (in training) and normalised, with their labels."""
         x = pixels.permute(0, 3, 1, 2)  # B x C x H x W over the NHWC memory: channels_last
         if not self.is_training:
             x = resize_batch(x, self.size, self.interpolation, uint8_kernel=not self.sync_free)

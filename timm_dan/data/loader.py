@@ -73,36 +73,46 @@ def decode_to_arrow(dataset: Union[Dataset, DatasetDict], num_proc: Optional[int
 
 class _DecodeAndTransform:
     """The `with_transform` callable (a class, so that spawned DataLoader workers can pickle it): decodes the
-    `image` column, or reads a `decode_to_arrow` split's `pixels`, and applies `transform`."""
+    `image` column, or reads a `decode_to_arrow` split's `pixels`, and applies `transform`; `columns` pass through."""
 
-    def __init__(self, transform: Transform):
+    def __init__(self, transform: Transform, columns: Sequence[str] = ()):
         self.transform = transform
+        self.columns = tuple(columns)
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         if 'pixels' in batch:
             images = map(pixels_to_tensor, batch['pixels'], batch['height'], batch['width'])
         else:
             images = map(decode_image_uint8, batch['image'])
-        return {'pixel_values': [self.transform(image) for image in images], 'label': batch['label']}
+        return {'pixel_values': [self.transform(image) for image in images], 'label': batch['label'],
+                **{column: batch[column] for column in self.columns}}
 
 
 def prepare_dataset(dataset: Union[Dataset, DatasetDict],
-                    transform: Union[Transform, Mapping[str, Transform]]) -> Union[Dataset, DatasetDict]:
+                    transform: Union[Transform, Mapping[str, Transform]],
+                    columns: Sequence[str] = ()) -> Union[Dataset, DatasetDict]:
     """Make a FER split yield {'pixel_values': float tensor, 'label': int} through `with_transform`.
 
     Images are decoded straight to uint8 tensors (no PIL), or read from the `pixels` of a `decode_to_arrow` split,
-    and passed to `transform` (see `create_transform`).
+    and passed to `transform` (see `create_transform`). `columns` (e.g. `('valence', 'arousal')`) are passed
+    through as they are.
     For a `DatasetDict`, `transform` may be one callable or a mapping split -> callable.
     """
     if isinstance(dataset, DatasetDict):
         return DatasetDict({
-            split: prepare_dataset(ds, transform[split] if isinstance(transform, Mapping) else transform)
+            split: prepare_dataset(ds, transform[split] if isinstance(transform, Mapping) else transform, columns)
             for split, ds in dataset.items()
         })
+    missing = [column for column in columns if column not in dataset.column_names]
+    if missing:
+        raise ValueError(f'prepare_dataset: the split has no column {", ".join(missing)} (it has '
+                         f'{", ".join(dataset.column_names)})')
+    columns = list(columns)
+    decode = _DecodeAndTransform(transform, columns)
     if 'pixels' in dataset.column_names:
-        return dataset.with_transform(_DecodeAndTransform(transform), columns=['pixels', 'height', 'width', 'label'])
+        return dataset.with_transform(decode, columns=['pixels', 'height', 'width', 'label', *columns])
     dataset = dataset.cast_column('image', Image(decode=False))
-    return dataset.with_transform(_DecodeAndTransform(transform), columns=['image', 'label'])
+    return dataset.with_transform(decode, columns=['image', 'label', *columns])
 
 
 def fer_collate(batch: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,6 +16,10 @@ scale, shift), lighting, background, blur, noise and partial occlusion. Classes 
 disgust share AU15, surprise and fear AU1+2+5+26, ...), AU intensities vary and a few AUs fire
 weakly at random, so telling classes apart needs several facial regions at once; the pose and the
 clutter defeat a linear model on raw pixels.
+
+Each face also has valence and arousal: its expression's place on Russell's circumplex (`CIRCUMPLEX`,
+an angle, 0 degrees = pleasant, 90 = aroused) at a distance from the centre equal to its intensity (the
+mean intensity of its prototype AUs, 0.75..1, drawn into the face); neutral sits at the centre.
 """
 from collections.abc import Iterator
 from typing import Optional
@@ -25,7 +29,7 @@ import numpy as np
 
 from ..labels import canonical_names
 
-__all__ = ['AUS', 'PROTOTYPES', 'draw_faces', 'generate_examples']
+__all__ = ['AUS', 'PROTOTYPES', 'CIRCUMPLEX', 'draw_faces', 'valence_arousal', 'generate_examples']
 
 AUS = ('AU1', 'AU2', 'AU4', 'AU5', 'AU6', 'AU7', 'AU9', 'AU12', 'AU14', 'AU15', 'AU16', 'AU20', 'AU23', 'AU26')
 _AU = {name: i for i, name in enumerate(AUS)}
@@ -39,6 +43,13 @@ PROTOTYPES: dict[str, tuple[str, ...]] = {
     'disgust': ('AU9', 'AU15', 'AU16'),
     'anger': ('AU4', 'AU5', 'AU7', 'AU23'),
     'contempt': ('AU12', 'AU14'),  # unilateral: one side only
+}
+
+CIRCUMPLEX: dict[str, float] = {
+    # degrees on Russell's circumplex (Russell 1980, "A circumplex model of affect", Fig. 2: happy 8, astonished
+    # 69, angry 99, afraid 117, sad 208); disgust and contempt are not among his words: placed between
+    # distressed (138) and miserable (189), unpleasant and mildly aroused, disgust the more aroused
+    'happy': 8.0, 'surprise': 69.0, 'anger': 99.0, 'fear': 117.0, 'disgust': 150.0, 'contempt': 165.0, 'sad': 208.0,
 }
 
 _MIN_INTENSITY = 0.75  # prototype AUs fire at 0.75..1: a weaker expression is ambiguous at 64 px
@@ -215,11 +226,25 @@ def _scene(p: dict[str, np.ndarray], i: int, s: int, grid: tuple[np.ndarray, np.
     return bg
 
 
+def valence_arousal(au: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """N x 2 (valence, arousal) of faces with AU intensities `au` (N x len(AUS)): the class's circumplex direction
+    times the mean intensity of its prototype AUs; (0, 0) for neutral."""
+    out = np.zeros((len(labels), 2), np.float32)
+    for k, name in enumerate(names):
+        rows = labels == k
+        if name in CIRCUMPLEX and rows.any():
+            intensity = au[np.ix_(rows, [_AU[a] for a in PROTOTYPES[name]])].mean(1)
+            angle = np.deg2rad(CIRCUMPLEX[name])
+            out[rows] = intensity[:, None] * np.array([np.cos(angle), np.sin(angle)], np.float32)
+    return out
+
+
 def draw_faces(labels: np.ndarray, image_size: int, rng: np.random.Generator,
-               names: tuple[str, ...]) -> Iterator[np.ndarray]:
-    """Yield one HxWx3 uint8 RGB image per label (an index into `names`, the class names)."""
+               names: tuple[str, ...], params: Optional[dict[str, np.ndarray]] = None) -> Iterator[np.ndarray]:
+    """Yield one HxWx3 uint8 RGB image per label (an index into `names`, the class names); `params` (from
+    `_sample_params` on the same `rng`) when the caller needs them too, e.g. for `valence_arousal`."""
     s = image_size
-    p = _sample_params(rng, labels, names)
+    p = _sample_params(rng, labels, names) if params is None else params
     gy, gx = np.mgrid[0:s, 0:s].astype(np.float32) / s - 0.5
     noise_rng = np.random.default_rng(rng.integers(0, 2**63))
     for i in range(len(labels)):
@@ -251,13 +276,18 @@ def draw_faces(labels: np.ndarray, image_size: int, rng: np.random.Generator,
 
 def generate_examples(num_samples: int, image_size: int, num_classes: int, seed: int,
                       split_index: int = 0) -> Iterator[dict]:
-    """Examples for `datasets.Dataset.from_generator`: balanced classes, deterministic by (seed, split_index)."""
+    """Examples for `datasets.Dataset.from_generator`: balanced classes, with valence and arousal, deterministic by
+    (seed, split_index)."""
     names = canonical_names(num_classes)
     rng = np.random.default_rng(np.random.SeedSequence([seed, split_index]))
     labels = rng.permutation(np.arange(num_samples) % num_classes)
-    for i, (label, img) in enumerate(zip(labels, draw_faces(labels, image_size, rng, names), strict=True)):
+    params = _sample_params(rng, labels, names)
+    affect = valence_arousal(params['au'], labels, names)
+    faces = draw_faces(labels, image_size, rng, names, params)
+    for i, (label, img, (valence, arousal)) in enumerate(zip(labels, faces, affect, strict=True)):
         ok, png = cv2.imencode('.png', img[..., ::-1])
-        yield {'image': {'bytes': png.tobytes(), 'path': None}, 'label': int(label), 'file': f'synthetic_{i:06d}.png'}
+        yield {'image': {'bytes': png.tobytes(), 'path': None}, 'label': int(label), 'file': f'synthetic_{i:06d}.png',
+               'valence': float(valence), 'arousal': float(arousal)}
 
 
 def synthetic_sizes(num_samples: int, num_validation_samples: Optional[int]) -> dict[str, int]:

@@ -47,10 +47,24 @@ DEMO_WARNING = (
 DEMO_DATASETS = frozenset({'synthetic'})
 """Data sets whose models get `DEMO_WARNING` at the top of their card."""
 
+VA_METRIC_NAMES = {
+    f'{dimension}_{key}': f'{dimension.capitalize()} {text}'
+    for dimension in ('valence', 'arousal')
+    for key, text in (('ccc', 'CCC'), ('pcc', 'PCC'), ('rmse', 'RMSE'), ('sagr', 'sign agreement (SAGR)'))
+}
+"""Card names of the valence/arousal metrics (values as they are, in [-1, 1] or [0, 1], not percent)."""
+
+CALIBRATION_METRIC_NAMES = {
+    'ece': 'Expected calibration error (%, 15 bins, temperature-scaled)',
+    'ece_uncalibrated': 'Expected calibration error (%, 15 bins, raw softmax)',
+}
+
 METRIC_NAMES = {
     'accuracy': 'Top-1 accuracy (%)',
     'mean_class_accuracy': 'Mean class accuracy (%)',
     'macro_f1': 'Macro F1 (%)',
+    **VA_METRIC_NAMES,
+    **CALIBRATION_METRIC_NAMES,
 }
 
 FER_RISKS = """\
@@ -69,7 +83,8 @@ FER_RISKS = """\
 class Metric:
     """One evaluation result, with who measured it.
 
-    `value` is in percent (88.9, not 0.889). With `std` (and `num_seeds`) the card shows mean ± std over seeds.
+    `value` is in percent for rates (88.9, not 0.889; ECE too); valence/arousal CCC, PCC, RMSE and SAGR are as they
+    are (0.85). With `std` (and `num_seeds`) the card shows mean ± std over seeds.
     """
     name: str  # 'accuracy', 'mean_class_accuracy', 'macro_f1' or another metric id
     value: float
@@ -113,6 +128,9 @@ class ModelCardInfo:
     base_model: Optional[str] = None
     usage_note: str = ''  # replaces the sentence after the usage lines
     extra_tags: list[str] = field(default_factory=list)
+    valence_arousal: bool = False  # the model has a valence/arousal head (`va_head=True`)
+    calibration: dict[str, Any] = field(default_factory=dict)  # reporting.calibration_summary: temperature, ECE/NLL
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> column -> metrics.group_metrics
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> 'ModelCardInfo':
@@ -310,6 +328,100 @@ def _published(info: ModelCardInfo) -> str:
     return '\n'.join(lines)
 
 
+def _calibration_body(c: Mapping[str, Any]) -> str:
+    rows = ['| split | ECE before | ECE after | NLL before | NLL after |', '|---|---|---|---|---|']
+    for entry in c['splits'].values():
+        b, a = entry['before'], entry['after']
+        split = entry['split'] + (' (T fitted here)' if entry['split'] == c['fitted_on'] else '')
+        rows.append(f'| {split} | {100 * b["ece"]:.2f}% | {100 * a["ece"]:.2f}% | {b["nll"]:.4f} | {a["nll"]:.4f} |')
+    return (f'The probabilities are temperature-scaled (Guo et al. 2017): softmax(logits / T) with T = '
+            f'{c["temperature"]:.4f}, fitted on {c["fitted_on"]} by minimising the NLL (L-BFGS), never on a test '
+            f'split (on the split it was fitted on, the figures after it are in-sample). `config.json` stores T '
+            f'(`model_args.temperature`, read back as `model.temperature`); `FERPredictor` applies it and keeps the '
+            f'raw logits in `face.logits`. Expected calibration error over {c.get("num_bins", 15)} equal-width '
+            f'confidence bins, and the NLL:\n\n'
+            + '\n'.join(rows))
+
+
+def _va_and_calibration_sections(info: ModelCardInfo) -> str:
+    """'Valence and arousal' (how to read them) and 'Calibration' (the temperature, ECE and NLL), where they apply."""
+    out = ''
+    if info.valence_arousal:
+        out += _section('Valence and arousal', (
+            'Besides the class, the model predicts valence (unpleasant -1 to pleasant 1) and arousal (calm -1 to '
+            'excited 1), as AffectNet annotates them: `logits, va = model.forward_with_va(x)` (`va[:, 0]` valence, '
+            '`va[:, 1]` arousal); `model(x)` returns the logits only. `FERPredictor` gives them as `face.valence` '
+            'and `face.arousal`, and ONNX exports carry them as a second output.'))
+    if info.calibration:
+        out += _section('Calibration', _calibration_body(info.calibration))
+    return out
+
+
+def format_group_table(split: str, columns: Mapping[str, Any]) -> str:
+    """Markdown: accuracy and mean class accuracy per group of each column (`metrics.group_metrics` results), the
+    group sizes and the largest gaps; for cards and `train_scripts/validate.py --group-by`."""
+    rows = [f'Accuracy per group on {split} (measured by timm-dan):', '',
+            '| group | images | accuracy | mean class accuracy |', '|---|---|---|---|']
+    gaps = []
+    for column, result in columns.items():
+        for name, entry in result['groups'].items():
+            if entry['num_samples']:
+                rows.append(f'| {column}: {name} | {entry["num_samples"]} | {100 * entry["accuracy"]:.2f}% | '
+                            f'{100 * entry["mean_class_accuracy"]:.2f}% |')
+            else:
+                rows.append(f'| {column}: {name} | 0 | - | - |')
+        if result.get('unknown'):
+            rows.append(f'| {column}: (no value) | {result["unknown"]} | not counted | not counted |')
+        gaps += [f'{column}, {metric.replace("_", " ")}: {100 * gap["value"]:.2f} points ({gap["highest"]} '
+                 f'highest, {gap["lowest"]} lowest)' for metric, gap in result['largest_gap'].items()]
+    if gaps:
+        rows += ['', 'Largest gaps between groups: ' + '; '.join(gaps) + '. Small groups give noisy figures: read '
+                 'each gap with its group sizes.']
+    return '\n'.join(rows)
+
+
+GROUPS_NOT_MEASURED = (
+    'Accuracy per demographic group has not been measured for this model. On RAF-DB with its manual annotations, '
+    '`python train_scripts/validate.py --model local-dir:DIR --dataset rafdb --data-dir RAF-DB/basic --group-by '
+    'gender race age --update-card` measures it and writes the table here.')
+
+
+def _bias_risks_limitations(info: ModelCardInfo) -> str:
+    """The risks every FER model carries, then the accuracy per demographic group where it was measured."""
+    tables = [format_group_table(split, columns) for split, columns in info.groups.items() if columns]
+    return '\n\n'.join([FER_RISKS, *(tables or [GROUPS_NOT_MEASURED])])
+
+
+def _replace_section(text: str, titles: Sequence[str], new: str, before: str) -> str:
+    """`text` with the first `## <title>` section of `titles` replaced by `new` (a rendered section), or with `new`
+    inserted before the `## <before>` section (else at the end)."""
+    lines = text.splitlines(keepends=True)
+    heads = [i for i, line in enumerate(lines) if line.startswith('## ')]
+    for i in heads:
+        if lines[i][3:].strip() in titles:
+            end = next((j for j in heads if j > i), len(lines))
+            return ''.join(lines[:i]) + new.lstrip('\n') + '\n' + ''.join(lines[end:])
+    at = next((i for i in heads if lines[i][3:].strip() == before), None)
+    if at is None:
+        return text.rstrip('\n') + '\n' + new
+    return ''.join(lines[:at]) + new.lstrip('\n') + '\n' + ''.join(lines[at:])
+
+
+def update_card_measurements(text: str, calibration: Optional[Mapping[str, Any]] = None,
+                             groups: Optional[Mapping[str, Mapping[str, Any]]] = None) -> str:
+    """A rendered card (README.md text) with its 'Calibration' section and the per-group figures of its 'Bias, risks
+    and limitations' section replaced by the given measurements (`train_scripts/validate.py --calibrate`,
+    `--group-by`); the front matter's model-index is left as it was."""
+    if calibration:
+        text = _replace_section(text, ('Calibration',), _section('Calibration', _calibration_body(calibration)),
+                                before='Licences')
+    if groups:
+        body = _bias_risks_limitations(ModelCardInfo(model_name='', datasets=[], groups=dict(groups)))
+        text = _replace_section(text, ('Bias, risks and limitations', 'Limitations and risks'),
+                                _section('Bias, risks and limitations', body), before='Citation')
+    return text
+
+
 def render_model_card(info: Union[ModelCardInfo, Mapping[str, Any]]) -> str:
     """The model card (front matter + body) as Markdown text, ready for README.md."""
     info = info if isinstance(info, ModelCardInfo) else ModelCardInfo.from_dict(info)
@@ -332,7 +444,8 @@ def render_model_card(info: Union[ModelCardInfo, Mapping[str, Any]]) -> str:
         body += _section('Training', _recipe(info))
     if info.metrics:
         body += _section('Evaluation', _evaluation(info))
+    body += _va_and_calibration_sections(info)
     body += _section('Licences', _licences(info))
-    body += _section('Limitations and risks', FER_RISKS)
+    body += _section('Bias, risks and limitations', _bias_risks_limitations(info))
     body += _section('Citation', f'```bibtex\n{CITATION}\n```')
     return f'---\n{card_metadata(info).to_yaml()}\n---\n{body}'

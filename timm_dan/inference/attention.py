@@ -84,7 +84,8 @@ def annotate_image(result: ImageResult) -> np.ndarray:
         cv2.rectangle(image, (x, y), (x + w, y + h), (0, 255, 0), thickness)
         for px, py in face.landmarks or ():
             cv2.circle(image, (round(px), round(py)), thickness + 1, (255, 0, 0), -1)
-        text = f'{i}: {face.label} {face.score:.2f}'
+        va = f' V{face.valence:+.2f} A{face.arousal:+.2f}' if face.valence is not None else ''
+        text = f'{i}: {face.label} {face.score:.2f}{va}'
         (text_width, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, 3)
         _put_text(image, text, (max(0, min(x, image.shape[1] - text_width - 2)), max(12, y - 4)), 0.4 * thickness)
     return image

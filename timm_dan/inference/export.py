@@ -1,4 +1,5 @@
-"""ONNX export of DAN (logits, optionally the heads' attention maps), checked against PyTorch with onnxruntime."""
+"""ONNX export of DAN (logits, optionally the heads' attention maps, and valence/arousal for a model with a V/A head),
+checked against PyTorch with onnxruntime."""
 import copy
 import json
 from dataclasses import dataclass
@@ -16,18 +17,22 @@ __all__ = ['export_onnx', 'ExportReport', 'LogitsAndAttention']
 
 
 class LogitsAndAttention(nn.Module):
-    """Exports a DAN with two outputs: logits (B x K) and the heads' spatial maps (B x H x h x w)."""
+    """Exports a DAN with its outputs in this order: logits (B x K), the heads' spatial maps (B x H x h x w) with
+    `attention`, and valence/arousal (B x 2) with `valence_arousal`."""
 
-    def __init__(self, model: nn.Module, attention: bool = True):
+    def __init__(self, model: nn.Module, attention: bool = True, valence_arousal: bool = False):
         super().__init__()
-        self.model, self.attention = model, attention
+        self.model, self.attention, self.valence_arousal = model, attention, valence_arousal
 
-    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, tuple[torch.Tensor, ...]]:
         features = self.model.forward_features(x)
-        logits = self.model.forward_head(features)
-        if not self.attention:
-            return logits
-        return logits, self.model.heads.spatial_maps(features)
+        if self.valence_arousal:
+            logits, va = self.model.forward_head_with_va(features)
+        else:
+            logits, va = self.model.forward_head(features), None
+        outputs = (logits,) + ((self.model.heads.spatial_maps(features),) if self.attention else ()) + (
+            (va,) if va is not None else ())
+        return outputs if len(outputs) > 1 else logits
 
 
 @dataclass
@@ -37,6 +42,7 @@ class ExportReport:
     max_abs_diff_attention: Optional[float]
     input_size: tuple[int, int, int]
     dynamic_batch: bool
+    max_abs_diff_va: Optional[float] = None  # valence/arousal, for a model with a V/A head
 
 
 def export_onnx(
@@ -52,8 +58,10 @@ def export_onnx(
     """Export `model` (a DAN) to ONNX and compare onnxruntime's outputs with PyTorch's on random inputs.
 
     The model is copied, put in eval mode and (by default) reparameterized first. The file's metadata holds the
-    label names and data config under `timm_dan`, so `FERPredictor(path, backend='onnxruntime')` can run it.
-    The batch dimension is dynamic (as in timm's `onnx_export`); with `dynamic_batch=False` it is fixed to 1.
+    label names, data config and calibration temperature under `timm_dan`, so `FERPredictor(path,
+    backend='onnxruntime')` can run it. A model with a valence/arousal head gets a `valence_arousal` output (B x 2).
+    The batch dimension of every output is dynamic (as in timm's `onnx_export`); with `dynamic_batch=False` it is
+    fixed to 1.
     """
     import onnx
     import onnxruntime as ort
@@ -65,10 +73,11 @@ def export_onnx(
         model = timm.utils.reparameterize_model(model, inplace=True)
     data_config = timm.data.resolve_model_data_config(model)
     input_size = tuple(data_config['input_size'])
-    wrapper = LogitsAndAttention(model, attention).eval()
+    has_va = getattr(model, 'has_va', False)
+    wrapper = LogitsAndAttention(model, attention, has_va).eval()
     batch = 2 if dynamic_batch else 1
     example = torch.randn(batch, *input_size)
-    output_names = ['logits', 'attention'] if attention else ['logits']
+    output_names = ['logits'] + (['attention'] if attention else []) + (['valence_arousal'] if has_va else [])
     dynamic_shapes = ({0: torch.export.Dim('batch', min=1, max=4096)},) if dynamic_batch else None
     with torch.no_grad():
         program = torch.onnx.export(
@@ -85,6 +94,8 @@ def export_onnx(
         'data_config': {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()},
         'architecture': getattr(model, 'pretrained_cfg', {}).get('architecture'),
         'attention': attention,
+        'valence_arousal': has_va,
+        'temperature': getattr(model, 'temperature', None),
     }
     onnx.helper.set_model_props(proto, {ONNX_METADATA_KEY: json.dumps(meta)})
     onnx.save(proto, str(output))
@@ -94,8 +105,9 @@ def export_onnx(
     x = torch.randn(check_batch if dynamic_batch else 1, *input_size, generator=generator)
     with torch.no_grad():
         expected = wrapper(x)
-    expected = expected if attention else (expected,)
+    expected = expected if len(output_names) > 1 else (expected,)
     session = ort.InferenceSession(str(output), providers=['CPUExecutionProvider'])
     got = session.run(output_names, {'input': x.numpy()})
-    diffs = [float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected, strict=True)]
-    return ExportReport(output, diffs[0], diffs[1] if attention else None, input_size, dynamic_batch)
+    diffs = {name: float(np.abs(g - e.numpy()).max()) for name, g, e in zip(output_names, got, expected, strict=True)}
+    return ExportReport(output, diffs['logits'], diffs.get('attention'), input_size, dynamic_batch,
+                        diffs.get('valence_arousal'))

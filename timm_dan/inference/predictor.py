@@ -6,7 +6,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 
 import cv2
 import numpy as np
@@ -28,7 +28,7 @@ from .results import FaceResult, FrameResult, ImageResult
 if TYPE_CHECKING:
     from .quantize import Calibration
 
-__all__ = ['FERPredictor', 'label_names_of', 'ONNX_METADATA_KEY']
+__all__ = ['FERPredictor', 'RunnerOutput', 'label_names_of', 'ONNX_METADATA_KEY']
 
 _logger = logging.getLogger(__name__)
 
@@ -39,6 +39,14 @@ PRECISIONS = ('auto', 'fp32', 'bf16', 'int8')
 """The precisions the predictor runs in (`timm_dan.precision`'s vocabulary, and int8 through onnxruntime)."""
 TORCH_PRECISIONS = ('auto', 'fp32', 'bf16')
 BACKENDS = ('torch', 'onnxruntime')
+
+
+class RunnerOutput(NamedTuple):
+    """What a runner returns for a batch: fp32 logits (B x K), the heads' attention maps when asked for, and
+    valence/arousal (B x 2) when the model predicts them."""
+    logits: np.ndarray
+    attention: Optional[np.ndarray] = None
+    valence_arousal: Optional[np.ndarray] = None
 
 
 def label_names_of(model: nn.Module) -> list[str]:
@@ -76,12 +84,14 @@ class _TorchRunner:
         self.dtype = torch.bfloat16 if self.precision == 'bf16' else torch.float32
         self.folded_batchnorms = 0
         if self.precision == 'bf16':
-            self.folded_batchnorms = fold_batchnorms(model)
+            self.folded_batchnorms = fold_batchnorms(model) + _fold_va_head(model)
             model = model.to(self.dtype)
         self.channels_last = channels_last
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model, self.device = model, device
+        self.has_va = getattr(model, 'has_va', False)
+        self.temperature = getattr(model, 'temperature', None)
         self.label_names = label_names_of(model)
         self.data_config = timm.data.resolve_model_data_config(model)
         self.mean = torch.tensor(self.data_config['mean'], dtype=torch.float32, device=device).view(1, -1, 1, 1)
@@ -96,21 +106,19 @@ class _TorchRunner:
             else self._forward
 
     @torch.inference_mode()
-    def __call__(self, x: np.ndarray, attention: bool) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    def __call__(self, x: np.ndarray, attention: bool) -> RunnerOutput:
         if attention and not hasattr(getattr(self.model, 'heads', None), 'spatial_maps'):
             raise ValueError(f'{type(self.model).__name__} has no DAN attention heads to return maps from')
         n = len(x)
         if self.cuda_graphs:
             try:
-                logits, maps = self._replay(x, attention)
+                outputs = self._replay(x, attention)
             except RuntimeError as e:  # a model that cannot be captured (a host sync inside, say) runs eagerly
                 _logger.warning('CUDA graph capture failed, running eagerly from now on: %s', e)
                 self.cuda_graphs, self._graphs = False, {}
         if not self.cuda_graphs:
-            logits, maps = self.forward(self._model_input(self._host(x).to(self.device, non_blocking=True)),
-                                        attention)
-        logits = logits[:n].float().cpu().numpy()
-        return logits, None if maps is None else maps[:n].float().cpu().numpy()
+            outputs = self.forward(self._model_input(self._host(x).to(self.device, non_blocking=True)), attention)
+        return RunnerOutput(*(None if t is None else t[:n].float().cpu().numpy() for t in outputs))
 
     def _host(self, x: np.ndarray) -> torch.Tensor:
         """The batch as a host tensor; on a CUDA device in pinned memory (reused: the previous call has synced)."""
@@ -129,7 +137,7 @@ class _TorchRunner:
             x = x.permute(0, 3, 1, 2).float().div_(255).sub_(self.mean).div_(self.std)
         return x.to(self.dtype, memory_format=memory_format)
 
-    def _replay(self, x: np.ndarray, attention: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _replay(self, x: np.ndarray, attention: bool) -> tuple[Optional[torch.Tensor], ...]:
         """The batch through the CUDA graph of its bucket (captured on first use): copied into the graph's static
         input, replayed, read from its static outputs."""
         n = len(x)
@@ -160,15 +168,20 @@ class _TorchRunner:
             outputs = self.forward(self._model_input(static_input), attention)
         return graph, static_input, outputs
 
-    def _forward(self, x: torch.Tensor, attention: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _forward(self, x: torch.Tensor, attention: bool) -> tuple[Optional[torch.Tensor], ...]:
+        """Logits, the heads' maps (with `attention`) and valence/arousal (for a model with the head), or None."""
         features = self.model.forward_features(x)
-        logits = self.model.forward_head(features)
-        return logits, self.model.heads.spatial_maps(features) if attention else None
+        if self.has_va:
+            logits, va = self.model.forward_head_with_va(features)
+        else:
+            logits, va = self.model.forward_head(features), None
+        return logits, self.model.heads.spatial_maps(features) if attention else None, va
 
 
 class _OnnxRunner:
-    """onnxruntime on a file written by `timm_dan.inference.export_onnx` or `quantize_onnx` (labels, data config and
-    precision in its metadata), on `threads` intra-op threads (default: the cores this process may use)."""
+    """onnxruntime on a file written by `timm_dan.inference.export_onnx` or `quantize_onnx` (labels, data config,
+    calibration temperature and precision in its metadata; a `valence_arousal` output for a model with a V/A head),
+    on `threads` intra-op threads (default: the cores this process may use)."""
 
     def __init__(self, path: Union[str, os.PathLike], providers: Optional[Sequence[str]] = None,
                  threads: Optional[int] = None):
@@ -185,16 +198,18 @@ class _OnnxRunner:
         info = json.loads(meta[ONNX_METADATA_KEY])
         self.precision = info.get('precision', 'fp32')
         self.label_names, self.data_config = info['label_names'], info['data_config']
+        self.temperature = info.get('temperature')
         self.data_config['input_size'] = tuple(self.data_config['input_size'])
         self.input_name = self.session.get_inputs()[0].name
         batch = self.session.get_inputs()[0].shape[0]
         self.fixed_batch = batch if isinstance(batch, int) else None
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self.has_va = 'valence_arousal' in self.outputs
 
-    def __call__(self, x: np.ndarray, attention: bool) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    def __call__(self, x: np.ndarray, attention: bool) -> RunnerOutput:
         if attention and 'attention' not in self.outputs:
             raise ValueError('This ONNX file has no attention output: re-export it without --no-attention')
-        names = ['logits', 'attention'] if attention else ['logits']
+        names = ['logits'] + (['attention'] if attention else []) + (['valence_arousal'] if self.has_va else [])
         n = len(x)
         step = self.fixed_batch or n
         chunks = []
@@ -203,8 +218,8 @@ class _OnnxRunner:
             if self.fixed_batch and len(chunk) < step:
                 chunk = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), chunk.dtype)])
             chunks.append(self.session.run(names, {self.input_name: chunk}))
-        out = [np.concatenate([c[i] for c in chunks])[:n] for i in range(len(names))]
-        return out[0], out[1] if attention else None
+        out = dict(zip(names, (np.concatenate([c[i] for c in chunks])[:n] for i in range(len(names))), strict=True))
+        return RunnerOutput(out['logits'], out.get('attention'), out.get('valence_arousal'))
 
 
 def _int8_runner(model: Union[str, nn.Module], calibration: Optional['Calibration'],
@@ -264,6 +279,9 @@ class FERPredictor:
             RGB arrays); an .onnx file that is int8 already needs none.
         threads: Compute threads on the CPU (default: the cores this process may use, whatever OMP_NUM_THREADS
             says; torch's setting is process-wide).
+        temperature: Softmax temperature of the probabilities (`softmax(logits / T)`); None: the one the model
+            was calibrated with (`model.temperature`, from its config.json or ONNX metadata), else 1. The raw
+            logits stay in `face.logits`.
     """
 
     def __init__(
@@ -285,6 +303,7 @@ class FERPredictor:
             min_face_size: Optional[float] = None,
             calibration: Optional['Calibration'] = None,
             threads: Optional[int] = None,
+            temperature: Optional[float] = None,
     ):
         check_precision(precision, PRECISIONS)
         if batch_size < 1:
@@ -330,10 +349,22 @@ class FERPredictor:
         self.min_face_size = getattr(self.detector, 'min_face_size', min_face_size)
         self.batch_size, self.tta, self.margin, self.max_pixels = batch_size, tta, margin, max_pixels
         self.label_names = self.runner.label_names
+        self.temperature = self._temperature(temperature)
         self.data_config: dict[str, Any] = self.runner.data_config
         self.transform = timm.data.create_transform(**self.data_config, is_training=False)
         _, height, width = self.data_config['input_size']
         self.crop_size = (width, height)
+
+    def _temperature(self, temperature: Optional[float]) -> float:
+        value = temperature if temperature is not None else (self.runner.temperature or 1.0)
+        if not value > 0:
+            raise ValueError(f'temperature must be > 0, got {value}')
+        return float(value)
+
+    @property
+    def has_va(self) -> bool:
+        """Whether the model predicts valence and arousal (each face then has `valence` and `arousal`)."""
+        return self.runner.has_va
 
     def __repr__(self) -> str:
         runner = self.runner
@@ -466,11 +497,13 @@ class FERPredictor:
     def _classify(self, crops: Sequence[np.ndarray], owners: Sequence[tuple[ImageResult, Detection]],
                   attention: bool) -> list[FaceResult]:
         x = self._runner_input(crops)
-        logits, maps = self.runner(x, attention)
-        probs = _softmax(logits)
+        logits, maps, va = self.runner(x, attention)
+        probs = _softmax(logits / self.temperature)
         if self.tta:  # the mirror image: the width axis of N x H x W x 3 pixels or N x C x H x W tensors
-            mirrored = x[:, :, ::-1] if x.dtype == np.uint8 else x[..., ::-1]
-            probs = (probs + _softmax(self.runner(np.ascontiguousarray(mirrored), False)[0])) / 2
+            mirrored = self.runner(np.ascontiguousarray(x[:, :, ::-1] if x.dtype == np.uint8 else x[..., ::-1]), False)
+            probs = (probs + _softmax(mirrored.logits / self.temperature)) / 2
+            logits = (logits + mirrored.logits) / 2
+            va = None if va is None else (va + mirrored.valence_arousal) / 2
         faces = []
         for i, (_, detection) in enumerate(owners):
             best = int(probs[i].argmax())
@@ -483,8 +516,28 @@ class FERPredictor:
                 detection_score=detection.score,
                 attention=None if maps is None else maps[i],
                 crop=crops[i] if attention else None,
+                **_affect(logits[i], None if va is None else va[i], self.label_names),
             ))
         return faces
+
+
+def _fold_va_head(model: nn.Module) -> int:
+    """Fold a valence/arousal head's BatchNorm into its Linear layer (outside `forward`, which `fold_batchnorms`
+    traces); returns the number folded (0 or 1)."""
+    head = getattr(model, 'va_head', None)
+    if head is None or not isinstance(head.bn, nn.BatchNorm1d):
+        return 0
+    head.fc = torch.nn.utils.fusion.fuse_linear_bn_eval(head.fc, head.bn)
+    head.bn = nn.Identity()
+    return 1
+
+
+def _affect(logits: np.ndarray, va: Optional[np.ndarray], label_names: Sequence[str]) -> dict[str, Any]:
+    """A face's raw logits by label, and its valence and arousal where the model predicts them."""
+    out: dict[str, Any] = {'logits': dict(zip(label_names, logits.tolist(), strict=True))}
+    if va is not None:
+        out.update(valence=float(va[0]), arousal=float(va[1]))
+    return out
 
 
 def _pixel_steps(transform: Any, data_config: dict[str, Any]) -> Optional[Any]:

@@ -8,8 +8,9 @@ against the saturation of its u8 x s8 kernels there.
 
 Static quantization fixes each activation's int8 range ahead of time from calibration data, so the calibration
 images should look like what the model will see: face crops, as a folder of images or a FER data set. The
-quantized file keeps both outputs (logits and the heads' attention maps) and the `timm_dan` metadata, so
-`FERPredictor(path)` runs it like any export.
+quantized file keeps every output (logits, the heads' attention maps, valence/arousal for a model with a V/A head)
+and the `timm_dan` metadata (labels, data config, calibration temperature), so `FERPredictor(path)` runs it like any
+export.
 
     from timm_dan.inference import export_onnx, quantize_onnx
     export_onnx(model, 'dan.onnx', dynamic_batch=True)

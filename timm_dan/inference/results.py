@@ -18,12 +18,15 @@ class FaceResult:
     detection_score: float = 1.0  # the detector's: YuNet 0-1, Haar a cascade level weight, 1.0 for detector 'none'
     attention: Optional[np.ndarray] = None  # H x h x w spatial maps of the heads, when requested
     crop: Optional[np.ndarray] = None  # the aligned RGB face the model saw, kept with the attention maps
+    valence: Optional[float] = None  # in [-1, 1] (unpleasant .. pleasant), for a model with a valence/arousal head
+    arousal: Optional[float] = None  # in [-1, 1] (calm .. excited)
+    logits: Optional[dict[str, float]] = None  # label name -> raw logit, before the temperature and the softmax
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             'box': [round(float(v), 2) for v in self.box],
             'landmarks': None if self.landmarks is None else [[round(float(x), 2), round(float(y), 2)]
                                                               for x, y in self.landmarks],
@@ -32,6 +35,12 @@ class FaceResult:
             'score': float(self.score),
             'probs': {name: float(p) for name, p in self.probs.items()},
         }
+        out.update(self._affect_dict())
+        return out
+
+    def _affect_dict(self) -> dict[str, Any]:
+        """Valence and arousal, for `to_dict`, when the model predicts them (the raw logits stay in Python)."""
+        return {} if self.valence is None else {'valence': float(self.valence), 'arousal': float(self.arousal)}
 
 
 @dataclass

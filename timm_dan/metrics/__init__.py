@@ -1,20 +1,25 @@
-"""FER metrics: a local `evaluate` module (loads offline) and the confusion-matrix plot."""
+"""FER metrics: local `evaluate` modules (load offline) for the classes and for valence/arousal, calibration (ECE,
+NLL, temperature scaling, the reliability diagram), accuracy per group, and the confusion-matrix plot."""
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-import evaluate
+from .calibration import (
+    NUM_BINS,
+    calibration_metrics,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+    reliability_bins,
+    save_reliability_diagram,
+)
+from .groups import GROUP_METRICS, group_metrics
+from .modules import FER_METRICS_PATH, VA_METRICS_PATH, load_fer_metrics, load_va_metrics
 
-__all__ = ['FER_METRICS_PATH', 'load_fer_metrics', 'save_confusion_matrix']
-
-FER_METRICS_PATH = str(Path(__file__).parent / 'fer_metrics' / 'fer_metrics.py')
-"""Path of the `evaluate` module: `evaluate.load(FER_METRICS_PATH)` works offline."""
-
-
-def load_fer_metrics(**kwargs: Any) -> evaluate.EvaluationModule:
-    """`evaluate.load` of the FER metrics, kept in memory (no cache files shared between processes)."""
-    kwargs.setdefault('keep_in_memory', True)
-    return evaluate.load(FER_METRICS_PATH, **kwargs)
+__all__ = [
+    'FER_METRICS_PATH', 'VA_METRICS_PATH', 'load_fer_metrics', 'load_va_metrics', 'save_confusion_matrix',
+    'NUM_BINS', 'fit_temperature', 'expected_calibration_error', 'negative_log_likelihood', 'reliability_bins',
+    'calibration_metrics', 'save_reliability_diagram', 'GROUP_METRICS', 'group_metrics',
+]
 
 
 def save_confusion_matrix(

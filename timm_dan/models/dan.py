@@ -19,7 +19,12 @@ Differences from the official code, none of which change the numbers of `dan_res
       1x1 conv + BN + ReLU projection (`neck`) to head_dim first. This is an extension of ours;
     * classes are in one canonical order (AffectNet's, `timm_dan.labels.LABELS`); the authors' files are
       converted by `timm_dan.models.official.convert_official_checkpoint`, which permutes the RAF-DB
-      checkpoint's classifier into it.
+      checkpoint's classifier into it;
+    * `va_head=True` adds a valence/arousal head beside the classifier (Linear + BatchNorm1d + tanh on the fused
+      head features, two outputs in [-1, 1]; Russell's circumplex, as AffectNet annotates it). `forward` stays
+      logits-only; `forward_with_va` and `forward_train` return both;
+    * `temperature` records the softmax temperature fitted after training (calibration, Guo et al. 2017,
+      "On Calibration of Modern Neural Networks"); `forward` returns raw logits, consumers divide by it.
 
 The pretrained cfgs come from the table of published weights, `timm_dan.models.pretrained.PRETRAINED`.
 """
@@ -49,7 +54,8 @@ from .guards import ModelConfigError, check_dan_args, check_model_size, check_we
 from .official import load_backbone_weights
 from .pretrained import HUB_ERRORS, PRETRAINED, PretrainedWeights, missing_weights_message
 
-__all__ = ['DAN', 'DANOutput', 'CrossAttentionHeads', 'checkpoint_filter_fn']
+__all__ = ['DAN', 'DANOutput', 'DANOutputWithVA', 'DANPrediction', 'CrossAttentionHeads', 'ValenceArousalHead',
+           'checkpoint_filter_fn']
 
 # arguments that only matter while a model is being built; never recorded for re-creation
 _BUILD_ONLY_ARGS = ('backbone_pretrained',)
@@ -62,6 +68,20 @@ class DANOutput(NamedTuple):
     logits: torch.Tensor  # B x num_classes
     features: torch.Tensor  # B x head_dim x h x w, the map entering the heads (affinity loss)
     heads: torch.Tensor  # B x H x head_dim, per-head outputs after the log-softmax fusion (partition loss)
+
+
+class DANOutputWithVA(NamedTuple):
+    """`DANOutput` of a model with a valence/arousal head (`va_head=True`): the same, plus valence and arousal."""
+    logits: torch.Tensor
+    features: torch.Tensor
+    heads: torch.Tensor
+    valence_arousal: torch.Tensor  # B x 2 in [-1, 1] (CCC loss)
+
+
+class DANPrediction(NamedTuple):
+    """`DAN.forward_with_va`: the logits and, with `va_head=True`, valence and arousal."""
+    logits: torch.Tensor  # B x num_classes
+    valence_arousal: Optional[torch.Tensor]  # B x 2 (valence, arousal) in [-1, 1], or None without a V/A head
 
 
 @torch.jit.unused
@@ -196,6 +216,22 @@ class CrossAttentionHeads(nn.Module):
         self.conv_3x3 = self.conv_1x3 = self.conv_3x1 = nn.Identity()
 
 
+class ValenceArousalHead(nn.Module):
+    """Valence and arousal from the fused head features: Linear -> BatchNorm1d -> tanh, B x 2 in [-1, 1].
+
+    The BatchNorm mirrors DAN's classifier (its logits pass through one): the fused features are sums of
+    log-softmax values with a large common offset, which a bare Linear + tanh would saturate at the start.
+    """
+
+    def __init__(self, in_features: int):
+        super().__init__()
+        self.fc = nn.Linear(in_features, 2)
+        self.bn = nn.BatchNorm1d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.bn(self.fc(x)))
+
+
 class DAN(nn.Module):
     """DAN: a timm CNN trunk + H cross-attention heads + attention fusion + Linear/BatchNorm1d classifier.
 
@@ -216,6 +252,8 @@ class DAN(nn.Module):
             drop_path_rate: float = 0.,
             backbone_pretrained: Union[bool, str] = False,
             backbone_args: Optional[dict[str, Any]] = None,
+            va_head: bool = False,
+            temperature: Optional[float] = None,
     ):
         """
         Args:
@@ -230,10 +268,18 @@ class DAN(nn.Module):
             backbone_pretrained: True loads timm's ImageNet weights into the trunk; a path loads a local
                 state dict (e.g. the paper's MS-Celeb-1M `resnet18_msceleb.pth`, torchvision layout).
             backbone_args: Extra keyword arguments for the trunk's `timm.create_model`.
+            va_head: Add a valence/arousal head (`ValenceArousalHead` on the fused head features, B x 2 in [-1, 1]),
+                read by `forward_with_va` and `forward_train`; `forward` stays logits-only.
+            temperature: The softmax temperature fitted on validation data after training (`probs =
+                softmax(logits / temperature)`); recorded for re-creation and applied by `FERPredictor`,
+                never inside `forward`. None: not calibrated.
         """
         super().__init__()
         check_dan_args(backbone, num_classes, in_chans, global_pool, num_heads, head_dim, drop_rate, drop_path_rate,
                        backbone_pretrained, backbone_args)  # a config.json's values: types and sizes, named
+        if temperature is not None and not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
+            raise ValueError(f'temperature must be a number > 0 (or None), got {temperature!r}')
+        self.temperature = temperature
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.num_heads = num_heads
@@ -260,6 +306,7 @@ class DAN(nn.Module):
         self.heads = self._create_heads(global_pool, num_classes)
         self.head_drop = nn.Dropout(drop_rate)
         self.fc, self.bn = self._create_classifier(num_classes)
+        self.va_head = self._create_va_head(va_head)
 
     def _create_heads(self, global_pool: str, num_classes: int) -> nn.Module:
         if global_pool == 'avg':
@@ -274,6 +321,18 @@ class DAN(nn.Module):
         if not num_classes:
             return nn.Identity(), nn.Identity()
         return nn.Linear(self.num_features, num_classes), nn.BatchNorm1d(num_classes)
+
+    def _create_va_head(self, enable: bool) -> Optional[ValenceArousalHead]:
+        if not enable:
+            return None
+        if not self.global_pool:
+            raise ValueError("va_head needs DAN's attention heads (global_pool='avg')")
+        return ValenceArousalHead(self.num_features)
+
+    @property
+    def has_va(self) -> bool:
+        """Whether the model predicts valence and arousal (`va_head=True`)."""
+        return self.va_head is not None
 
     @property
     def _model_args(self) -> dict[str, Any]:
@@ -307,6 +366,8 @@ class DAN(nn.Module):
         if global_pool is not None and global_pool != self.global_pool:
             self.heads = self._create_heads(global_pool, num_classes)
             self.global_pool = global_pool
+            if not global_pool:  # no heads, no fused features for valence/arousal either
+                self.va_head = None
         elif not self.global_pool and num_classes:
             raise ValueError("a model without attention heads (global_pool='') needs num_classes=0")
         self.fc, self.bn = self._create_classifier(num_classes)
@@ -357,17 +418,36 @@ class DAN(nn.Module):
         x = self.head_drop(x)
         return x if pre_logits else self.bn(self.fc(x))
 
+    def forward_va_head(self, pre_logits: torch.Tensor) -> torch.Tensor:
+        """Pooled head features (`forward_head(..., pre_logits=True)`) -> valence and arousal, B x 2 in [-1, 1]."""
+        if self.va_head is None:
+            raise RuntimeError('this DAN has no valence/arousal head: create it with va_head=True')
+        return self.va_head(pre_logits)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def forward_head_with_va(self, x: torch.Tensor) -> DANPrediction:
+        """`forward_features` map -> logits and valence/arousal (None without a V/A head), the heads run once."""
+        pooled = self.forward_head(x, pre_logits=True)
+        logits = self.bn(self.fc(pooled))
+        return DANPrediction(logits, self.forward_va_head(pooled) if self.va_head is not None else None)
+
+    def forward_with_va(self, x: torch.Tensor) -> DANPrediction:
+        """Image -> logits and valence/arousal from one pass (`valence_arousal` is None without a V/A head)."""
+        return self.forward_head_with_va(self.forward_features(x))
+
     @torch.jit.ignore
-    def forward_train(self, x: torch.Tensor) -> DANOutput:
-        """Logits plus what the affinity and partition losses need."""
+    def forward_train(self, x: torch.Tensor) -> Union[DANOutput, DANOutputWithVA]:
+        """Logits plus what the affinity and partition losses need (and valence/arousal, with a V/A head)."""
         if not self.global_pool:
             raise RuntimeError("forward_train needs DAN's attention heads (global_pool='avg')")
         features = self.forward_features(x)
         heads = self.fuse_heads(self.heads(features))
-        logits = self.bn(self.fc(self.head_drop(heads.sum(1))))
+        pooled = self.head_drop(heads.sum(1))
+        logits = self.bn(self.fc(pooled))
+        if self.va_head is not None:
+            return DANOutputWithVA(logits, features, heads, self.forward_va_head(pooled))
         return DANOutput(logits, features, heads)
 
     @torch.jit.ignore
@@ -389,8 +469,10 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: DAN) -> dic
     """Adapt a timm-layout DAN state dict to `model`: drops logits-BN buffers (and heads) that cannot fit.
 
     timm's loader drops `fc.*`/`bn.*` weights and biases when the class count changes; the BatchNorm's
-    running statistics must go too. The authors' own layout is refused: its class order depends on the
-    data set, so it goes through `convert_official_checkpoint(checkpoint, dataset)`.
+    running statistics must go too. A valence/arousal head follows the model: weights without one give a
+    `va_head=True` model its freshly initialised head (to fine-tune), and a model without one ignores it.
+    The authors' own layout is refused: its class order depends on the data set, so it goes through
+    `convert_official_checkpoint(checkpoint, dataset)`.
     """
     state_dict = state_dict.get('state_dict', state_dict)
     if 'model_state_dict' in state_dict or any(k.startswith(('cat_head', 'module.cat_head')) for k in state_dict):
@@ -401,10 +483,13 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: DAN) -> dic
     model_state = model.state_dict()
     out = {}
     for key, value in state_dict.items():
-        if key.startswith(('bn.', 'fc.', 'heads.')):
+        if key.startswith(('bn.', 'fc.', 'heads.', 'va_head.')):
             if key not in model_state or model_state[key].shape != value.shape:
                 continue
         out[key] = value
+    for key, value in model_state.items():
+        if key.startswith('va_head.') and key not in out:
+            out[key] = value
     return out
 
 

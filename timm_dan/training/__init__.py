@@ -16,7 +16,7 @@ from .engine import (
     resolve_channels_last,
 )
 from .factory import create_loss, create_optimizer, create_scheduler, create_train_model, split_batch_size
-from .loop import train_one_epoch, validate
+from .loop import compute_metrics, predict, train_one_epoch, validate
 from .run import TrainRun, finish_run, lost_processes_message, record_epoch, resume_or_start, setup_run
 
 __all__ = [
@@ -24,8 +24,8 @@ __all__ = [
     'create_train_model', 'create_loss', 'create_optimizer', 'create_scheduler', 'split_batch_size',
     'DANTrainModule', 'TrainStep', 'NonFiniteLossError', 'predict_loader', 'replica_checksums',
     'resolve_channels_last', 'save_checkpoint', 'load_checkpoint', 'latest_checkpoint', 'CheckpointError',
-    'TrainRun', 'setup_run', 'resume_or_start', 'train_one_epoch', 'validate', 'record_epoch', 'finish_run',
-    'lost_processes_message',
+    'TrainRun', 'setup_run', 'resume_or_start', 'train_one_epoch', 'validate', 'predict', 'compute_metrics',
+    'record_epoch', 'finish_run', 'lost_processes_message',
 ]
 
 __getattr__ = moved_names(__name__, {

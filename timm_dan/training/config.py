@@ -77,9 +77,13 @@ class TrainConfig:
     num_heads: int = _model(4, 'attention heads')
     drop_rate: float = _model(0.0)
     drop_path_rate: float = _model(0.0)
+    va_head: bool = _model(False, 'add a valence/arousal head (two outputs in [-1, 1] from the fused head features), '
+                           'trained on the data set\'s valence and arousal with the CCC loss')
     lambda_affinity: float = _loss(1.0, 'weight of the affinity loss')
     lambda_partition: float = _loss(1.0, 'weight of the partition loss')
     label_smoothing: float = _loss(0.0)
+    lambda_va: float = _loss(1.0, 'weight of the valence/arousal loss: sum over valence and arousal of 1 - CCC '
+                             '(with va_head)')
     epochs: int = _optimisation(40)
     batch_size: int = _optimisation(256, 'global: summed over processes and accumulation steps')
     grad_accum_steps: int = _optimisation(1)
@@ -104,8 +108,11 @@ class TrainConfig:
     seed: int = _run(42)
     deterministic: bool = _run(False, 'deterministic kernels, and dropout reseeded per step (bit-identical resume)')
     output_dir: Optional[str] = _run(None, 'the run\'s folder (None: runs/<dataset>)')
-    select_metric: str = _run('accuracy', 'the validation metric that selects the best epoch',
-                              choices=('accuracy', 'mean_class_accuracy', 'macro_f1'))
+    select_metric: str = _run('accuracy', 'the validation metric that selects the best epoch (va_ccc: the mean CCC '
+                              'of valence and arousal, with va_head)',
+                              choices=('accuracy', 'mean_class_accuracy', 'macro_f1', 'va_ccc'))
+    calibrate: bool = _run(True, 'after training, fit a softmax temperature on the validation split (NLL, L-BFGS; '
+                           'never on test), store it in best/config.json, report ECE and NLL before and after')
     checkpoint_steps: int = _run(0, 'also save every N optimizer steps (0: at the end of each epoch only)')
     keep_checkpoints: int = _run(2)
     resume: Optional[str] = _run(None, 'continue from the newest complete checkpoint in output-dir/checkpoints '

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
-from datasets import Dataset
+from datasets import ClassLabel, Dataset
 from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms import v2
 
@@ -37,7 +37,10 @@ from .config import DEVICE_DATA, ConfigError, TrainConfig
 
 __all__ = ['RunSplits', 'load_splits', 'SeededAugmentation', 'keep_batch', 'SeededShuffleSampler', 'create_loader',
            'wants_device_data', 'load_device_splits', 'create_device_loader', 'RunLoaders', 'create_run_loaders',
-           'create_eval_loader']
+           'create_eval_loader', 'VA_COLUMNS', 'group_columns', 'count_without_va']
+
+VA_COLUMNS = ('valence', 'arousal')
+"""The columns a split needs to train and evaluate a valence/arousal head."""
 
 
 class RunSplits(dict):
@@ -92,10 +95,27 @@ def load_splits(cfg: TrainConfig, device: Optional[Union[str, torch.device]] = N
     if cfg.test_split:
         splits['test'] = data[cfg.test_split]
         splits.split_names['test'] = cfg.test_split
+    if cfg.va_head:
+        for role, split in splits.items():
+            if not set(VA_COLUMNS) <= set(split.column_names):
+                raise ConfigError(f'va_head needs valence and arousal, but {cfg.dataset} ({splits.split_names[role]}) '
+                                  f'has columns {split.column_names}; use a data set with them (affectnet, synthetic)')
     if cfg.cache_decoded or (device is not None and wants_device_data(cfg.device_data, device)):
         for role, split in splits.items():
             splits[role] = decode_to_arrow(split, num_proc=cfg.num_workers if cfg.num_workers > 1 else None)
     return splits
+
+
+def group_columns(split: Dataset) -> list[str]:
+    """The split's `ClassLabel` columns besides `label`: the groups accuracy is reported for (RAF-DB's gender, race
+    and age)."""
+    return [name for name, feature in split.features.items()
+            if name != 'label' and isinstance(feature, ClassLabel)]
+
+
+def count_without_va(split: Dataset) -> int:
+    """Images of a split that have no valence or arousal (AffectNet's -2, read as None)."""
+    return sum(v is None or a is None for v, a in zip(split['valence'], split['arousal'], strict=True))
 
 
 class SeededAugmentation(torch.utils.data.Dataset):
@@ -172,12 +192,14 @@ def create_loader(
         num_workers: int = 2,
         seed: int = 42,
         balanced_sampler: bool = False,
+        columns: Sequence[str] = (),
 ) -> DataLoader:
     """A DataLoader of uint8 `FERBatch`es: each worker decodes its samples and `BatchCollate` resizes (and in
     training augments with `recipe`, seeded by `SeededAugmentation`) whole batches; pass them through
     `DeviceNormalize` on the device. Training: shuffling seeded by (`seed`, epoch), or class-balanced sampling with
-    replacement (`balanced_sampler`), and drop_last."""
-    prepared = prepare_dataset(dataset, v2.Identity())
+    replacement (`balanced_sampler`), and drop_last. `columns=VA_COLUMNS` adds the batches' valence/arousal targets
+    (`FERBatch.valence_arousal`)."""
+    prepared = prepare_dataset(dataset, v2.Identity(), columns)
     collate = BatchCollate(data_config, recipe, is_training=is_training)
     workers = dict(num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())
     if not is_training:
@@ -201,7 +223,8 @@ def wants_device_data(mode: str, device: Union[str, torch.device]) -> bool:
 
 def load_device_splits(mode: str, splits: Mapping[str, Dataset], data_config: Mapping[str, Any],
                        device: Union[str, torch.device], agree: Optional[Callable[[bool], bool]] = None,
-                       memory_limit: Optional[int] = None) -> tuple[Optional[dict[str, DeviceSplit]], str]:
+                       memory_limit: Optional[int] = None, columns: Sequence[str] = ()
+                       ) -> tuple[Optional[dict[str, DeviceSplit]], str]:
     """The splits on `device` for the device pipeline, or None for the DataLoader pipeline, and a line saying which
     and why.
 
@@ -209,14 +232,19 @@ def load_device_splits(mode: str, splits: Mapping[str, Dataset], data_config: Ma
     `memory_limit` bytes (default `memory_budget(device)`), else None. 'on': the device pipeline; splits that do not
     fit stream from pinned host memory (with a warning). `agree` turns this process's "fits" into every process's
     (all of them must fit), so that every process takes the same pipeline. The splits must be decoded
-    (`load_splits(cfg, device)` decodes them when `wants_device_data`).
+    (`load_splits(cfg, device)` decodes them when `wants_device_data`). `columns=VA_COLUMNS` loads the valence/arousal
+    targets too (the batches then carry them after the labels, as `create_loader`'s do).
     """
+    if set(columns) - set(VA_COLUMNS):
+        raise ValueError(f'the device pipeline carries the columns {", ".join(VA_COLUMNS)} besides the labels, not '
+                         f'{", ".join(sorted(set(columns) - set(VA_COLUMNS)))}')
+    va = bool(columns)
     device = torch.device(device)
     if not wants_device_data(mode, device):
         why = 'device_data off' if mode == 'off' else f'device_data auto: {device} is not a CUDA device'
         return None, f'Data: DataLoader workers decode and augment the batches ({why})'
     sizes = {role: storage_size(split, input_hw(data_config)) for role, split in splits.items()}
-    need = sum(split_nbytes(split, sizes[role]) for role, split in splits.items())
+    need = sum(split_nbytes(split, sizes[role], va) for role, split in splits.items())
     budget = memory_budget(device) if memory_limit is None else memory_limit
     fits = need <= budget
     if agree is not None:
@@ -230,7 +258,8 @@ def load_device_splits(mode: str, splits: Mapping[str, Dataset], data_config: Ma
                       f'may take on {device}: streaming each batch from pinned host memory', stacklevel=2)
     interpolation = interpolation_mode(data_config)
     device_splits = {role: DeviceSplit.from_dataset(split, device, sizes[role], resident=fits, name=role,
-                                                    interpolation=interpolation) for role, split in splits.items()}
+                                                    interpolation=interpolation, valence_arousal=va)
+                     for role, split in splits.items()}
     where = f'resident on {device}' if fits else f'streamed to {device} from pinned host memory'
     stored = ', '.join(f'{role} {len(split)} at {split.size[0]}x{split.size[1]}' for role, split in
                        device_splits.items())
@@ -248,7 +277,8 @@ def create_device_loader(
         seed: int = 42,
         balanced_sampler: bool = False,
 ) -> DataLoader:
-    """A DataLoader of `(pixel_values, labels)` batches made on the split's device by `DeviceBatches` (no workers:
+    """A DataLoader of `(pixel_values, labels)` batches (`(pixel_values, labels, valence_arousal)` for a split loaded
+    with its valence/arousal targets) made on the split's device by `DeviceBatches` (no workers:
     the work is on the device; use them as they come, without `DeviceNormalize`). Training: the same samplers as
     `create_loader` (shuffling seeded by (`seed`, epoch), or class-balanced with replacement), each draw numbered
     (`EnumeratedSampler`) to seed its augmentation, and drop_last."""
@@ -276,14 +306,17 @@ def create_run_loaders(cfg: TrainConfig, splits: Mapping[str, Dataset], data_con
                        device: Union[str, torch.device], agree: Optional[Callable[[bool], bool]] = None
                        ) -> RunLoaders:
     """The training loader (`batch_size` per process) and one evaluation loader (twice that) per other split, of the
-    pipeline `cfg.device_data` picks on `device` (`load_device_splits`)."""
-    device_splits, note = load_device_splits(cfg.device_data, splits, data_config, device, agree)
+    pipeline `cfg.device_data` picks on `device` (`load_device_splits`); with `cfg.va_head`, either pipeline's
+    batches carry the valence/arousal targets."""
+    columns = VA_COLUMNS if cfg.va_head else ()
+    device_splits, note = load_device_splits(cfg.device_data, splits, data_config, device, agree, columns=columns)
     roles = [role for role in splits if role != 'train']
     if device_splits is None:
         train = create_loader(splits['train'], data_config, batch_size, is_training=True, recipe=cfg.recipe,
-                              num_workers=cfg.num_workers, seed=cfg.seed, balanced_sampler=cfg.balanced_sampler)
+                              num_workers=cfg.num_workers, seed=cfg.seed, balanced_sampler=cfg.balanced_sampler,
+                              columns=columns)
         evaluation = {role: create_loader(splits[role], data_config, 2 * batch_size, is_training=False,
-                                          num_workers=cfg.num_workers) for role in roles}
+                                          num_workers=cfg.num_workers, columns=columns) for role in roles}
         return RunLoaders(train, evaluation, DeviceNormalize(data_config), note)
     train = create_device_loader(device_splits['train'], data_config, batch_size, is_training=True, recipe=cfg.recipe,
                                  seed=cfg.seed, balanced_sampler=cfg.balanced_sampler)
@@ -293,12 +326,15 @@ def create_run_loaders(cfg: TrainConfig, splits: Mapping[str, Dataset], data_con
 
 
 def create_eval_loader(dataset: Dataset, data_config: dict[str, Any], batch_size: int, device_data: str,
-                       device: Union[str, torch.device], num_workers: int = 2, name: str = 'split'
+                       device: Union[str, torch.device], num_workers: int = 2, name: str = 'split',
+                       columns: Sequence[str] = ()
                        ) -> tuple[DataLoader, Callable[[Any], tuple[torch.Tensor, torch.Tensor]], str]:
     """One evaluation loader of the pipeline `device_data` picks on `device`, what turns its batches into the
-    model's input, and a line saying which (`validate.py`'s; decode the split first where `wants_device_data`)."""
-    device_splits, note = load_device_splits(device_data, {name: dataset}, data_config, device)
+    model's input, and a line saying which (`validate.py`'s; decode the split first where `wants_device_data`);
+    `columns=VA_COLUMNS` adds the valence/arousal targets to its batches."""
+    device_splits, note = load_device_splits(device_data, {name: dataset}, data_config, device, columns=columns)
     if device_splits is None:
-        loader = create_loader(dataset, data_config, batch_size, is_training=False, num_workers=num_workers)
+        loader = create_loader(dataset, data_config, batch_size, is_training=False, num_workers=num_workers,
+                               columns=columns)
         return loader, DeviceNormalize(data_config), note
     return create_device_loader(device_splits[name], data_config, batch_size, is_training=False), keep_batch, note

@@ -9,6 +9,7 @@ never saved. `skip_nonfinite=True` instead checks the synchronised gradients eve
 the optimizer step on every process at once.
 """
 import hashlib
+import math
 from typing import Any, Optional
 
 import torch
@@ -20,8 +21,11 @@ from ..losses import DANLoss, DANLossParts
 
 __all__ = [
     'resolve_channels_last', 'DANTrainModule', 'TrainStep', 'NonFiniteLossError',
-    'predict_loader', 'replica_checksums',
+    'predict_loader', 'replica_checksums', 'LOSS_NAMES',
 ]
+
+LOSS_NAMES = ('loss', 'ce', 'affinity', 'partition', 'va')
+"""The losses a `TrainStep` sums and `read_losses` returns (`va`: the CCC loss, 0 without a V/A head)."""
 
 
 def resolve_channels_last(channels_last: Optional[bool] = None) -> bool:
@@ -30,7 +34,7 @@ def resolve_channels_last(channels_last: Optional[bool] = None) -> bool:
 
 
 class DANTrainModule(nn.Module):
-    """The model and its loss as one module: `forward(images, labels) -> DANLossParts`.
+    """The model and its loss as one module: `forward(images, labels, valence_arousal=None) -> DANLossParts`.
 
     Preparing this one module with `accelerator.prepare` wraps model and loss in a single DDP (or FSDP) unit,
     so the affinity centres are trained and synchronised across processes like any weight, and saved with
@@ -42,8 +46,9 @@ class DANTrainModule(nn.Module):
         self.model = model
         self.loss_fn = loss_fn
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> DANLossParts:
-        return self.loss_fn(self.model.forward_train(images), labels, return_parts=True)
+    def forward(self, images: torch.Tensor, labels: torch.Tensor,
+                valence_arousal: Optional[torch.Tensor] = None) -> DANLossParts:
+        return self.loss_fn(self.model.forward_train(images), labels, va_target=valence_arousal, return_parts=True)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -57,7 +62,7 @@ class TrainStep:
     Usage, after `module, optimizer = accelerator.prepare(DANTrainModule(model, loss), optimizer)`:
         step = TrainStep(accelerator, module, optimizer)
         for images, labels in loader:
-            step(images, labels)
+            step(images, labels)      # step(images, labels, valence_arousal) with a V/A head and targets
         step.check_finite(); losses = step.read_losses()
     """
 
@@ -97,27 +102,30 @@ class TrainStep:
         self.optimizer_steps = 0
         self.skipped_steps = 0
         device = accelerator.device
-        self._sums = torch.zeros(4, device=device, dtype=torch.float64)  # total, ce, affinity, partition
+        self._sums = torch.zeros(len(LOSS_NAMES), device=device, dtype=torch.float64)  # one per LOSS_NAMES
         self._count = torch.zeros((), device=device, dtype=torch.float64)
         self._first_nonfinite = torch.full((), -1, device=device, dtype=torch.int64)
         self._saved_buffers: list = []
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> DANLossParts:
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor,
+                 valence_arousal: Optional[torch.Tensor] = None) -> DANLossParts:
         images = images.contiguous(memory_format=self.memory_format)
         if self.step_seed is not None:
             torch.manual_seed(self.step_seed * 1_000_003 + self.micro_step)
         if self.skip_nonfinite:  # a skipped step must not leave its BatchNorm statistics behind either
             self._saved_buffers = [b.clone() for b in self.module.buffers() if b.is_floating_point()]
         with self.accelerator.accumulate(self.module):
-            parts = self.module(images, labels)
+            parts = self.module(images, labels) if valence_arousal is None else self.module(
+                images, labels, valence_arousal)
             self.accelerator.backward(parts.total)
             if self.accelerator.sync_gradients:
                 self._optimizer_step()
-        parts = DANLossParts(*(p.detach() for p in parts))
+        parts = DANLossParts(*(None if p is None else p.detach() for p in parts))
         finite = torch.isfinite(parts.total)
         self._first_nonfinite = torch.where(
             (self._first_nonfinite < 0) & ~finite, self.micro_step, self._first_nonfinite)
-        self._sums += torch.where(finite, torch.stack([p.double() for p in parts]), 0.0)
+        values = [parts.total.new_zeros(()) if p is None else p for p in parts]
+        self._sums += torch.where(finite, torch.stack([v.double() for v in values]), 0.0)
         self._count += finite.double()
         self.micro_step += 1
         return parts
@@ -172,11 +180,14 @@ class TrainStep:
         self.micro_step = state['micro_step']
         self.optimizer_steps = state['optimizer_steps']
         self.skipped_steps = state['skipped_steps']
-        sums = torch.tensor(state['loss_sums'], dtype=torch.float64, device=self._sums.device)
+        saved = list(state['loss_sums'])
+        if len(saved) == len(LOSS_NAMES):  # a checkpoint from before the valence/arousal loss: it was 0
+            saved.insert(len(LOSS_NAMES) - 1, 0.0)
+        sums = torch.tensor(saved, dtype=torch.float64, device=self._sums.device)
         if not self.accelerator.is_main_process:  # the saved sums are totals over processes: count them once
             sums.zero_()
-        self._sums.copy_(sums[:4])
-        self._count.copy_(sums[4])
+        self._sums.copy_(sums[:-1])
+        self._count.copy_(sums[-1])
 
     def read_losses(self, reset: bool = True) -> dict[str, float]:
         """Mean of the losses since the last reset, over all processes (one host sync)."""
@@ -184,12 +195,11 @@ class TrainStep:
         if self.accelerator.num_processes > 1:
             sums = self.accelerator.reduce(sums.clone(), reduction='sum')
         sums = sums.tolist()
-        count = max(sums[4], 1.0)
+        count = max(sums[-1], 1.0)
         if reset:
             self._sums.zero_()
             self._count.zero_()
-        names = ('loss', 'ce', 'affinity', 'partition')
-        return {name: value / count for name, value in zip(names, sums[:4], strict=True)}
+        return {name: value / count for name, value in zip(LOSS_NAMES, sums[:-1], strict=True)}
 
 
 def replica_checksums(accelerator: Accelerator, module: nn.Module) -> dict[str, list]:
@@ -211,6 +221,15 @@ def replica_checksums(accelerator: Accelerator, module: nn.Module) -> dict[str, 
     return {k: [g[k] for g in gathered] for k in local}
 
 
+def _forward(model: nn.Module, unwrapped: nn.Module,
+             images: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Logits, and valence/arousal where the model has a V/A head (through the unwrapped module: no DDP hooks)."""
+    if getattr(unwrapped, 'has_va', False):
+        logits, va = unwrapped.forward_with_va(images)
+        return logits.float(), va.float()
+    return model(images).float(), None
+
+
 @torch.no_grad()
 def predict_loader(
         accelerator: Accelerator,
@@ -219,20 +238,32 @@ def predict_loader(
         channels_last: bool = True,
         tta: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Predictions and labels over a prepared loader, gathered from all processes (every sample exactly once).
+    """Predictions over a prepared loader, gathered from all processes (every sample exactly once, in order).
 
-    `tta` averages the softmax of the image and its horizontal flip.
+    `loader` yields `(images, labels)` or `(images, labels, valence_arousal)` (targets B x 2, NaN where unknown).
+    Returns `predictions` and `references` (class indices), `logits` (N x K; with `tta`, the log of the averaged
+    probabilities), and for a model with a valence/arousal head `valence_arousal` (N x 2) plus, when the loader
+    gives targets, `va_references`. `tta` averages the softmax (and V/A) of each image and its horizontal flip.
     """
     model.eval()
+    unwrapped = accelerator.unwrap_model(model)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    preds, refs = [], []
-    for images, labels in loader:
+    gathered: dict[str, list[torch.Tensor]] = {}
+    for batch in loader:
+        images, labels = batch[0], batch[1]
+        va_targets = batch[2] if len(batch) > 2 else None
         images = images.contiguous(memory_format=memory_format)
         with accelerator.autocast():
-            probs = model(images).float().softmax(-1)
+            logits, va = _forward(model, unwrapped, images)
             if tta:
-                probs = (probs + model(images.flip(-1)).float().softmax(-1)) / 2
-        pred, ref = accelerator.gather_for_metrics((probs.argmax(-1), labels))
-        preds.append(pred.cpu())
-        refs.append(ref.cpu())
-    return {'predictions': torch.cat(preds), 'references': torch.cat(refs)}
+                flipped_logits, flipped_va = _forward(model, unwrapped, images.flip(-1))
+                logits = torch.logaddexp(logits.log_softmax(-1), flipped_logits.log_softmax(-1)) - math.log(2)
+                va = None if va is None else (va + flipped_va) / 2
+        out = {'predictions': logits.argmax(-1), 'references': labels, 'logits': logits}
+        if va is not None:
+            out['valence_arousal'] = va
+            if va_targets is not None:
+                out['va_references'] = va_targets.float()
+        for key, value in accelerator.gather_for_metrics(out).items():
+            gathered.setdefault(key, []).append(value.cpu())
+    return {key: torch.cat(values) for key, values in gathered.items()}

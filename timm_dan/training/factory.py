@@ -17,30 +17,41 @@ def create_train_model(cfg: TrainConfig) -> nn.Module:
     `cfg.pretrained` starts from the full weights of `cfg.model` (fine-tuning; a registered tag, `local-dir:` or
     `hf-hub:` name), loaded by `load_pretrained` (one clear error for missing Hub weights); without it the
     architecture starts afresh, as in `timm.create_model`. `cfg.backbone_pretrained` starts a `dan_*`
-    architecture from trunk weights only.
+    architecture from trunk weights only. `cfg.va_head` adds (or keeps) the valence/arousal head; weights without
+    one start it afresh. A temperature the weights were calibrated with is dropped: this training ends with its own.
     """
     kwargs = dict(num_classes=cfg.num_classes, drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate)
+    is_folder = cfg.model.startswith(('local-dir:', 'hf-hub:'))
     is_dan = cfg.model.split(':')[-1].split('.')[0].split('/')[-1].startswith('dan_')
-    if is_dan and not cfg.model.startswith(('local-dir:', 'hf-hub:')):
+    if is_dan and not is_folder:
         kwargs['num_heads'] = cfg.num_heads
         if cfg.backbone_pretrained and not cfg.pretrained:
             kwargs['backbone_pretrained'] = True if cfg.backbone_pretrained == 'timm' else cfg.backbone_pretrained
     elif cfg.backbone_pretrained:
         raise ConfigError(f'backbone_pretrained applies to a dan_* architecture name, not to {cfg.model!r}')
-    if cfg.pretrained:
-        model = load_pretrained(cfg.model, **kwargs)
-    else:
-        model = timm.create_model(cfg.model, **kwargs)
+    if is_dan or is_folder:  # a folder must hold a DAN (checked below), whose arguments these are
+        kwargs['va_head'] = cfg.va_head
+    if is_folder:
+        kwargs['temperature'] = None
+    try:
+        model = load_pretrained(cfg.model, **kwargs) if cfg.pretrained else timm.create_model(cfg.model, **kwargs)
+    except TypeError as e:
+        if is_folder and 'va_head' in str(e):
+            raise ConfigError(f'{cfg.model!r} is not a DAN model; use a dan_* architecture') from e
+        raise
     if not hasattr(model, 'forward_train'):
         raise ConfigError(f'{cfg.model!r} is not a DAN model (no forward_train); use a dan_* architecture')
+    if cfg.va_head and not getattr(model, 'has_va', False):
+        raise ConfigError(f'{cfg.model!r} has no valence/arousal head (va_head); use a dan_* architecture')
     return model
 
 
 def create_loss(cfg: TrainConfig, model: nn.Module) -> DANLoss:
-    """DANLoss (CE + affinity + partition) with the affinity centres sized to the model's features."""
+    """DANLoss (CE + affinity + partition, + the CCC loss with `va_head`) with the affinity centres sized to the
+    model's features."""
     return DANLoss(
         cfg.num_classes, feat_dim=model.num_features, lambda_affinity=cfg.lambda_affinity,
-        lambda_partition=cfg.lambda_partition, label_smoothing=cfg.label_smoothing,
+        lambda_partition=cfg.lambda_partition, label_smoothing=cfg.label_smoothing, lambda_va=cfg.lambda_va,
     )
 
 

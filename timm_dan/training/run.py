@@ -24,15 +24,23 @@ from ..models.pretrained import load_pretrained
 from ..precision import accelerate_mixed_precision
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, config_to_dict, flat_config
-from .data import RunSplits, create_run_loaders, load_splits
-from .engine import DANTrainModule, TrainStep, replica_checksums, resolve_channels_last
+from .data import RunSplits, count_without_va, create_run_loaders, load_splits
+from .engine import LOSS_NAMES, DANTrainModule, TrainStep, replica_checksums, resolve_channels_last
 from .factory import create_loss, create_optimizer, create_scheduler, create_train_model, split_batch_size
-from .loop import validate
-from .reporting import append_metrics, best_summary, export_best, truncate_metrics, write_confusion_matrix
+from .loop import compute_metrics, predict
+from .reporting import (
+    append_metrics,
+    best_summary,
+    calibrate_outputs,
+    calibration_summary,
+    export_best,
+    measure_groups,
+    truncate_metrics,
+    write_confusion_matrix,
+    write_reliability_diagram,
+)
 
 __all__ = ['TrainRun', 'setup_run', 'resume_or_start', 'record_epoch', 'finish_run', 'lost_processes_message']
-
-LOSS_NAMES = ('loss', 'ce', 'affinity', 'partition')
 
 
 @dataclass
@@ -104,6 +112,8 @@ def setup_run(cfg: TrainConfig) -> TrainRun:
     set_seed(cfg.seed, deterministic=cfg.deterministic)
 
     micro_batch, _ = split_batch_size(cfg, accelerator.num_processes)
+    if cfg.select_metric == 'va_ccc' and not cfg.va_head:
+        raise ConfigError('select_metric va_ccc needs the valence/arousal head: set va_head: true')
     resume_from = _resume_target(cfg, accelerator, output_dir / 'checkpoints')
     with accelerator.main_process_first():
         splits = load_splits(cfg, accelerator.device)
@@ -223,6 +233,11 @@ def resume_or_start(run: TrainRun) -> None:
         f'{cfg.epochs} epochs on {accelerator.num_processes} x {accelerator.device}, precision {precision}, '
         f'channels_last {run.channels_last}, global batch {cfg.batch_size}; per process: threads '
         f'{torch.get_num_threads()}, data workers {cfg.num_workers}')
+    if cfg.va_head:
+        counts = {role: count_without_va(split) for role, split in run.splits.items()}
+        accelerator.print('Valence/arousal head on, CCC loss weight {}; images without valence/arousal (left out of '
+                          'the CCC loss and metrics): {}'.format(cfg.lambda_va, ', '.join(
+                              f'{role} {n}/{len(run.splits[role])}' for role, n in counts.items())))
 
 
 def record_epoch(run: TrainRun, epoch: int, train_metrics: dict[str, float], val_metrics: dict[str, Any]) -> bool:
@@ -234,9 +249,10 @@ def record_epoch(run: TrainRun, epoch: int, train_metrics: dict[str, float], val
         **{f'train_{k}': v for k, v in train_metrics.items() if k != 'lr'},
         'validation': {k: v for k, v in val_metrics.items() if k != 'confusion_matrix'},
     }
-    improved = val_metrics[cfg.select_metric] > run.best['value']
+    value = val_metrics.get(cfg.select_metric)
+    improved = value is not None and value > run.best['value']  # va_ccc is None without any V/A target
     if improved:
-        run.best = {'epoch': epoch + 1, 'value': val_metrics[cfg.select_metric]}
+        run.best = {'epoch': epoch + 1, 'value': value}
     if accelerator.is_main_process:
         append_metrics(run.output_dir, record)
         if improved:
@@ -244,22 +260,30 @@ def record_epoch(run: TrainRun, epoch: int, train_metrics: dict[str, float], val
                                    f'{cfg.dataset} {splits.split_names["validation"]}, epoch {epoch + 1}')
             export_best(run.eval_model, run.output_dir, cfg, {'validation': val_metrics}, splits.split_names,
                         splits.label_names, run.data_config, epoch + 1)
-    losses = {k: train_metrics[k] for k in LOSS_NAMES}
+    losses = {k: train_metrics[k] for k in LOSS_NAMES if k != 'va' or cfg.va_head}
+    va = (f', valence CCC {val_metrics["valence_ccc"]:.4f}, arousal CCC {val_metrics["arousal_ccc"]:.4f}'
+          if val_metrics.get('va_ccc') is not None else '')
     accelerator.print(
         f'epoch {epoch + 1}: loss {losses["loss"]:.4f} (ce {losses["ce"]:.4f}, affinity {losses["affinity"]:.4f}, '
-        f'partition {losses["partition"]:.4f}), validation accuracy {val_metrics["accuracy"]:.4f}, '
-        f'mean class accuracy {val_metrics["mean_class_accuracy"]:.4f}' + (' (best)' if improved else ''))
+        f'partition {losses["partition"]:.4f}' + (f', va {losses["va"]:.4f}' if 'va' in losses else '')
+        + f'), validation accuracy {val_metrics["accuracy"]:.4f}, '
+        f'mean class accuracy {val_metrics["mean_class_accuracy"]:.4f}{va}' + (' (best)' if improved else ''))
     if cfg.report_to:
+        logged = ('accuracy', 'mean_class_accuracy', 'macro_f1', 'ece', 'nll', 'valence_ccc', 'arousal_ccc')
         accelerator.log({**{f'train/{k}': v for k, v in losses.items()}, 'lr': train_metrics['lr'],
-                         **{f'validation/{k}': val_metrics[k] for k in ('accuracy', 'mean_class_accuracy',
-                                                                        'macro_f1')}}, step=epoch + 1)
+                         **{f'validation/{k}': val_metrics[k] for k in logged if val_metrics.get(k) is not None}},
+                        step=epoch + 1)
     return improved
 
 
 def finish_run(run: TrainRun) -> Optional[dict[str, dict[str, Any]]]:
     """Check that every process ended with the same weights, evaluate the selected weights (best/) on validation
-    and test, rewrite best/'s card with those numbers, write results.json, print where the model went; end the
-    trackers. Returns the metrics per role, or None when no epoch completed."""
+    and test, calibrate them (`cfg.calibrate`: a temperature fitted on validation, never on test, stored in
+    best/config.json; ECE and NLL before and after it in results.json, the card and the reliability diagrams, as
+    each epoch's metrics.jsonl record has them for its own validation fit), measure the accuracy per group where
+    the evaluated split has group columns (RAF-DB's gender, race, age), rewrite best/'s card with those numbers,
+    write results.json, print where the model went; end the trackers. Returns the metrics per role, or None when
+    no epoch completed."""
     accelerator, cfg, output_dir, splits = run.accelerator, run.cfg, run.output_dir, run.splits
     checksums = replica_checksums(accelerator, run.module)
     if any(len(set(values)) > 1 for values in checksums.values()):
@@ -273,28 +297,45 @@ def finish_run(run: TrainRun) -> Optional[dict[str, dict[str, Any]]]:
     model = load_pretrained(f'local-dir:{best_dir}').to(accelerator.device)
     if run.channels_last:
         model.to(memory_format=torch.channels_last)
-    results = {role: validate(accelerator, model, loader, run.normalize, cfg.num_classes, run.channels_last)
+    outputs = {role: predict(accelerator, model, loader, run.normalize, run.channels_last)
                for role, loader in run.eval_loaders.items()}
+    results = {role: compute_metrics(out, cfg.num_classes) for role, out in outputs.items()}
+    calibration = calibrate_outputs(outputs, splits.split_names) if cfg.calibrate else None
+    report_role = 'test' if 'test' in results else 'validation'
+    groups = measure_groups(outputs[report_role], splits[report_role], cfg.num_classes)
+    if groups:
+        results[report_role]['groups'] = groups
     if accelerator.is_main_process:
         if 'test' in results:
             write_confusion_matrix(output_dir, results['test'], splits.label_names,
                                    f'{cfg.dataset} {splits.split_names["test"]}, best epoch {run.best["epoch"]}',
                                    stem='confusion_matrix_test')
+        if calibration is not None:
+            for role in outputs:
+                write_reliability_diagram(output_dir, calibration, role, f'{cfg.dataset} {splits.split_names[role]}')
         export_best(model, output_dir, cfg, results, splits.split_names, splits.label_names, run.data_config,
-                    run.best['epoch'])
+                    run.best['epoch'], calibration=calibration)
         summary = {'best_epoch': run.best['epoch'], 'split_names': splits.split_names, **best_summary(results),
+                   **({'calibration': calibration_summary(calibration)} if calibration else {}),
+                   **({'groups': {'split': splits.split_names[report_role], **groups}} if groups else {}),
                    'num_processes': accelerator.num_processes, 'process_checksums': checksums}
         (output_dir / 'results.json').write_text(json.dumps(summary, indent=1))
-        print(_final_report(cfg, splits, run.best['epoch'], best_dir, results))
+        print(_final_report(cfg, splits, run.best['epoch'], best_dir, results, calibration))
     accelerator.end_training()
     return results
 
 
 def _final_report(cfg: TrainConfig, splits: RunSplits, best_epoch: int, best_dir: Path,
-                  results: dict[str, dict[str, Any]]) -> str:
+                  results: dict[str, dict[str, Any]], calibration: Optional[dict[str, Any]] = None) -> str:
     lines = [f'{role} ({splits.split_names[role]}): ' + ', '.join(
-        f'{k} {v:.4f}' for k, v in values.items() if k != 'num_samples')
+        f'{k} {v:.4f}' for k, v in values.items() if k not in ('num_samples', 'num_va_samples') and v is not None)
         for role, values in best_summary(results).items()]
+    if calibration is not None:
+        lines.append(f'temperature {calibration["temperature"]:.4f} (fitted on {calibration["fitted_on"]}, stored in '
+                     f'{best_dir}/config.json): ' + '; '.join(
+                         f'{role} ECE {100 * c["before"]["ece"]:.2f}% -> {100 * c["after"]["ece"]:.2f}%, NLL '
+                         f'{c["before"]["nll"]:.4f} -> {c["after"]["nll"]:.4f}'
+                         for role, c in calibration['splits'].items()))
     return '\n'.join([
         f'Best epoch {best_epoch} (selected on {splits.split_names["validation"]}):', *lines,
         f'The model is in {best_dir}/ (config.json, model.safetensors, README.md). Load it with:',

@@ -1,4 +1,11 @@
-"""AffectNet, either release: the full one (csv lists + face boxes) or the compact one (images + .npy annotations)."""
+"""AffectNet, either release: the full one (csv lists + face boxes) or the compact one (images + .npy annotations).
+
+Expression codes 0-7 are the eight emotions; 8 (none), 9 (uncertain) and 10 (no-face) are not, and are dropped and
+counted by reason. Valence and arousal are in [-1, 1]; the release marks images without them with -2 (the
+uncertain and no-face images, Mollahosseini et al. 2019), which is read as missing (None), never as a value.
+Code 8 images do have valence and arousal but no class, so the joint class + valence/arousal training drops them
+too. Any other value outside [-1, 1] is an error naming the file and line.
+"""
 from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
@@ -20,6 +27,7 @@ COLUMNS = ('subDirectory_filePath', 'face_x', 'face_y', 'face_width', 'face_heig
 CODES = range(11)
 MEANING = ', '.join(AFFECTNET.native) + ', none, uncertain, no-face'
 NON_EMOTION = {8: 'code 8 (none)', 9: 'code 9 (uncertain)', 10: 'code 10 (no-face)'}
+VA_NOT_ANNOTATED = -2.0  # the release's valence/arousal of images it gives none for
 
 FEATURES = {
     'source_label': Value('int32'),
@@ -39,6 +47,15 @@ def _keep(native: int, num_classes: int, dropped: Counter) -> bool:
         dropped[f'{AFFECTNET.native[native]} (num_classes={num_classes})'] += 1
         return False
     return True
+
+
+def _affect(value: float, where: str, what: str) -> Optional[float]:
+    """A valence or arousal value in [-1, 1]; the release's -2 (none given) becomes None."""
+    if value == VA_NOT_ANNOTATED:
+        return None
+    if not -1.0 <= value <= 1.0:
+        raise ValueError(f'{where}: expected {what} in [-1, 1] (or -2: not annotated), got {value}')
+    return value
 
 
 def _landmarks(text: str, path: Path, line: int) -> list[float]:
@@ -76,8 +93,8 @@ def _scan_full(root: Path, num_classes: int) -> SourceScan:
                     'source_label': native,
                     'label': AFFECTNET.canonical(native),
                     'bbox': box, 'landmarks': _landmarks(row[5], path, line_no),
-                    'valence': parse(float, row[7], path, line_no, 'a number (valence)'),
-                    'arousal': parse(float, row[8], path, line_no, 'a number (arousal)'),
+                    **{name: _affect(parse(float, text, path, line_no, f'a number ({name})'), f'{path}:{line_no}', name)
+                       for name, text in (('valence', row[7]), ('arousal', row[8]))},
                 })
         splits[split] = records
     return SourceScan(splits=splits, features=FEATURES, label_files=files, dropped=dropped)
@@ -134,7 +151,10 @@ def _scan_compact(root: Path, num_classes: int) -> SourceScan:
                 value = _npy(extra, root)
                 if value is not None:
                     files.append(extra)
-                    record[column] = value.tolist() if column == 'landmarks' else float(value[0])
+                    if column == 'landmarks':
+                        record[column] = value.tolist()
+                    else:
+                        record[column] = _affect(float(value[0]), extra, column)
             records.append(record)
         splits[split] = records
     return SourceScan(splits=splits, features=FEATURES, label_files=[], stat_files=files, dropped=dropped)
@@ -164,7 +184,7 @@ SOURCE = FERSource(
             '  train_set/images/N.jpg, train_set/annotations/N_exp.npy (+ N_val.npy, N_aro.npy, N_lnd.npy)\n'
             '  val_set/images/N.jpg,   val_set/annotations/N_exp.npy   ...\n'
             'expression codes 0..7 = neutral, happy, sad, surprise, fear, disgust, anger, contempt;\n'
-            '8, 9, 10 (none, uncertain, no-face) are dropped'
+            '8, 9, 10 (none, uncertain, no-face) are dropped; valence/arousal in [-1, 1], -2 = not annotated'
         ),
         citation=('Mollahosseini, Hasani, Mahoor. AffectNet: A Database for Facial Expression, Valence, and Arousal '
                   'Computing in the Wild. IEEE Trans. Affective Computing 10(1), 2019.'),

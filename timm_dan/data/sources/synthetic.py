@@ -13,13 +13,16 @@ from .base import FERDatasetInfo, FERSource
 
 def generate(num_samples: int, num_validation_samples: Optional[int], image_size: int, num_classes: int, seed: int,
              cache_dir: Optional[str] = None, splits: Optional[Sequence[str]] = None) -> DatasetDict:
-    """Train and validation splits of drawn faces (or only `splits`), in canonical labels `LABELS[:num_classes]`."""
+    """Train and validation splits of drawn faces (or only `splits`), in canonical labels `LABELS[:num_classes]`,
+    with each face's valence and arousal (its expression's circumplex place scaled by its intensity)."""
     from .. import synthetic  # draws with OpenCV: imported only when needed, so `timm-dan --help` stays light
 
     features = Features({
         'image': Image(),
         'label': ClassLabel(names=list(canonical_names(num_classes))),
         'file': Value('string'),
+        'valence': Value('float32'),
+        'arousal': Value('float32'),
     })
     drawn = {}
     for index, (split, n) in enumerate(synthetic.synthetic_sizes(num_samples, num_validation_samples).items()):
