@@ -95,9 +95,10 @@ def split_grouped_convs() -> bool:
 
 @torch.jit.unused
 def grouped_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """`conv(x)`, computed group by group on a CPU where that is faster (`split_grouped_convs`); never while
-    tracing, compiling or exporting, so that exported graphs keep the single grouped conv."""
-    if (conv.groups == 1 or not split_grouped_convs() or isinstance(x, torch.fx.Proxy)
+    """`conv(x)`, computed group by group when training on a CPU where that is faster (`split_grouped_convs`, a
+    forward + backward measure); inference, traced, compiled and exported graphs keep the single grouped conv
+    (and eval outputs stay bit-equal to an fx trace's)."""
+    if (conv.groups == 1 or not torch.is_grad_enabled() or not split_grouped_convs() or isinstance(x, torch.fx.Proxy)
             or torch.compiler.is_compiling() or torch.jit.is_tracing() or x.device.type != 'cpu'):
         return conv(x)
     groups = conv.groups
@@ -278,7 +279,7 @@ class DAN(nn.Module):
         check_dan_args(backbone, num_classes, in_chans, global_pool, num_heads, head_dim, drop_rate, drop_path_rate,
                        backbone_pretrained, backbone_args)  # a config.json's values: types and sizes, named
         if temperature is not None and not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
-            raise ValueError(f'temperature must be a number > 0 (or None), got {temperature!r}')
+            raise ValueError(f'temperature must be > 0 (a finite number, or None), got {temperature!r}')
         self.temperature = temperature
         self.num_classes = num_classes
         self.in_chans = in_chans
@@ -530,7 +531,7 @@ def _check_before_building(variant: str, pretrained: bool, cfg: dict[str, Any], 
     try:
         model = check_model_size(DAN, {**args, 'backbone_pretrained': False}, where)
         if pretrained and (weights := weights_file_of(cfg)) is not None:
-            check_weights_file(weights, model, droppable=('fc.', 'bn.', 'heads.'))
+            check_weights_file(weights, model, droppable=('fc.', 'bn.', 'heads.', 'va_head.'))
     except ModelConfigError as e:
         raise (e if str(e).startswith(where) else ModelConfigError(f'{where}{e}')) from None
 

@@ -96,7 +96,8 @@ def check_model_size(build: Any, args: Mapping[str, Any], where: str = '') -> nn
 def check_weights_file(path: Path, model: nn.Module, droppable: tuple[str, ...] = ()) -> None:
     """Compare a safetensors file's header with `model`'s state dict (a meta model will do) before any tensor is
     read: every tensor must be one of the model's, with the model's shape (those under the `droppable` prefixes may
-    differ: the loader drops them), and the file may hold no more bytes than the model needs."""
+    differ or be missing from the model: the loader drops them), and the file may hold no more bytes than the model
+    needs."""
     from safetensors import SafetensorError, safe_open
 
     expected = model.state_dict()
@@ -105,12 +106,12 @@ def check_weights_file(path: Path, model: nn.Module, droppable: tuple[str, ...] 
             shapes = {key: (tuple(f.get_slice(key).get_shape()), f.get_slice(key).get_dtype()) for key in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelConfigError(f'{path}: not a readable safetensors file ({e})') from None
-    unknown = sorted(set(shapes) - set(expected))
+    unknown = sorted(key for key in set(shapes) - set(expected) if not key.startswith(droppable))
     if unknown:
         raise ModelConfigError(f'{path}: {len(unknown)} tensor(s) the model does not have, e.g. {unknown[:3]} '
                                f'(a folder for another architecture, or model_args that do not match the weights?)')
     for key, (shape, _) in shapes.items():
-        if shape != tuple(expected[key].shape) and not key.startswith(droppable):
+        if key in expected and shape != tuple(expected[key].shape) and not key.startswith(droppable):
             raise ModelConfigError(f'{path}: tensor {key!r} has shape {list(shape)}, the model expects '
                                    f'{list(expected[key].shape)} (config.json does not match these weights)')
     file_bytes = path.stat().st_size
