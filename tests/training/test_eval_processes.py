@@ -10,6 +10,8 @@ import pytest
 import timm
 import torch
 
+from tests.training.in_process import synthetic_validation_predictions
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -27,15 +29,7 @@ def _options(num_images):
 
 
 def _in_process(folder, num_images):
-    from timm_dan.data import create_transform, fer_collate, load_fer_dataset, prepare_dataset
-    model = timm.create_model(f'local-dir:{folder}', pretrained=True).eval()
-    data = load_fer_dataset('synthetic', num_samples=16, num_validation_samples=num_images, image_size=32,
-                            num_classes=8, seed=0)['validation']
-    data_config = {**timm.data.resolve_model_data_config(model), 'input_size': (3, 32, 32)}
-    prepared = prepare_dataset(data, create_transform(data_config, is_training=False))
-    images, labels = fer_collate([prepared[i] for i in range(len(prepared))])
-    with torch.no_grad():
-        preds = model(images).argmax(1)
+    preds, labels = synthetic_validation_predictions(folder, 16, num_images)
     return torch.zeros(8, 8, dtype=torch.long).index_put_((labels, preds), torch.ones_like(labels), accumulate=True)
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.training.in_process import synthetic_validation_predictions
 from timm_dan.training import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,19 +46,7 @@ def _train(subprocess_env, output_dir, *args, timeout=300, check=True):
 
 def _validation_accuracy_in_process(best_dir, num_samples=33):
     """Evaluate best/ in this process, without the training script's loaders: plain transforms and a loop."""
-    import timm
-
-    import timm_dan  # noqa: F401
-    from timm_dan.data import create_transform, fer_collate, load_fer_dataset, prepare_dataset
-    model = timm.create_model(f'local-dir:{best_dir}', pretrained=True).eval()
-    data = load_fer_dataset('synthetic', num_samples=64, num_validation_samples=num_samples, image_size=32,
-                            num_classes=8, seed=0)['validation']
-    data_config = {**timm.data.resolve_model_data_config(model), 'input_size': (3, 32, 32)}
-    prepared = prepare_dataset(data, create_transform(data_config, is_training=False))
-    images, labels = fer_collate([prepared[i] for i in range(len(prepared))])
-    with torch.no_grad():
-        preds = model(images).argmax(1)
-    return preds, labels
+    return synthetic_validation_predictions(best_dir, 64, num_samples)
 
 
 @pytest.mark.slow
