@@ -1,10 +1,12 @@
-"""The heads alone: batched (ours) vs the per-head loop (the reference), forward + backward, fp32."""
+"""The heads alone: batched (ours) vs the per-head loop (the reference), forward + backward, fp32; ours as training
+runs them on this machine (on AVX2 CPUs: convs split per head, small-map weight gradients as matmuls)."""
 import argparse
 
 import torch
 
 from benchmarks.contenders import reference_and_ours
 from benchmarks.harness import device_sync, interleaved_medians, step_flops
+from timm_dan.models.small_map_convs import resolve_small_map_convs, small_map_convs
 
 
 def run(args: argparse.Namespace, results: dict) -> None:
@@ -14,8 +16,12 @@ def run(args: argparse.Namespace, results: dict) -> None:
     reference = reference.to(device).train()
     features = torch.randn(args.batch_size, 512, 7, 7, device=device, requires_grad=True)
 
+    routed = resolve_small_map_convs(None, device)
+
     def run_ours():
-        heads_ours(features).sum().backward()
+        with small_map_convs(routed):
+            out = heads_ours(features)
+        out.sum().backward()
 
     def run_loop():
         reference.forward_heads(features).sum().backward()

@@ -102,6 +102,9 @@ class TrainConfig:
                             choices=PRECISIONS)
     channels_last: Optional[bool] = _speed(None, 'None: on (faster on CPUs with oneDNN and on GPUs)')
     compile: bool = _speed(False, 'torch.compile the model and the loss')
+    small_map_convs: Optional[bool] = _speed(None, 'weight gradients of convs with small output maps as one matmul '
+                                             '(timm_dan.models.small_map_convs); None: on AVX2 CPUs, where oneDNN\'s '
+                                             'are slow (x1.5 for the 64 px demo step)')
     threads: Optional[int] = _speed(None, 'torch compute threads per process; None: the cores this process may use '
                                     '(CPU affinity, cgroup quota) divided among the local processes, whatever '
                                     'OMP_NUM_THREADS says (accelerate launch sets it to 1 without a GPU)')

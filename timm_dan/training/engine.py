@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 
 from ..losses import DANLoss, DANLossParts
+from ..models.small_map_convs import resolve_small_map_convs, small_map_convs
 
 __all__ = [
     'resolve_channels_last', 'DANTrainModule', 'TrainStep', 'NonFiniteLossError',
@@ -76,6 +77,7 @@ class TrainStep:
             channels_last: bool = True,
             skip_nonfinite: bool = False,
             step_seed: Optional[int] = None,
+            small_map_convs: Optional[bool] = None,
     ):
         """
         Args:
@@ -89,6 +91,8 @@ class TrainStep:
                 per step) instead of stopping the run at the next check.
             step_seed: Reseed torch's RNG from (step_seed, micro-step) before each forward, so that dropout and
                 stochastic depth do not depend on where a run was resumed (deterministic runs).
+            small_map_convs: Compute the weight gradients of convs with small output maps as one matmul
+                (`timm_dan.models.small_map_convs`; None: where that is faster, AVX2 CPUs).
         """
         self.accelerator = accelerator
         self.module = module
@@ -98,6 +102,7 @@ class TrainStep:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.skip_nonfinite = skip_nonfinite
         self.step_seed = step_seed
+        self.small_map_convs = resolve_small_map_convs(small_map_convs, accelerator.device)
         self.micro_step = 0  # micro-batches seen, over the whole run
         self.optimizer_steps = 0
         self.skipped_steps = 0
@@ -115,8 +120,9 @@ class TrainStep:
         if self.skip_nonfinite:  # a skipped step must not leave its BatchNorm statistics behind either
             self._saved_buffers = [b.clone() for b in self.module.buffers() if b.is_floating_point()]
         with self.accelerator.accumulate(self.module):
-            parts = self.module(images, labels) if valence_arousal is None else self.module(
-                images, labels, valence_arousal)
+            with small_map_convs(self.small_map_convs):
+                parts = self.module(images, labels) if valence_arousal is None else self.module(
+                    images, labels, valence_arousal)
             self.accelerator.backward(parts.total)
             if self.accelerator.sync_gradients:
                 self._optimizer_step()

@@ -140,7 +140,8 @@ def setup_run(cfg: TrainConfig) -> TrainRun:
     eval_loaders = {role: accelerator.prepare(loader) for role, loader in eval_loaders.items()}
     ema = ModelEmaV3(accelerator.unwrap_model(module).model, decay=cfg.ema_decay) if cfg.ema else None
     step = TrainStep(accelerator, module, optimizer, clip_grad=cfg.clip_grad, ema=ema, channels_last=channels_last,
-                     skip_nonfinite=cfg.skip_nonfinite, step_seed=cfg.seed if cfg.deterministic else None)
+                     skip_nonfinite=cfg.skip_nonfinite, step_seed=cfg.seed if cfg.deterministic else None,
+                     small_map_convs=False if cfg.compile else cfg.small_map_convs)
     return TrainRun(cfg, accelerator, output_dir, splits, data_config, loaders.normalize, module,
                     optimizer, scheduler, train_loader, epoch_seeded, eval_loaders, step, ema=ema,
                     channels_last=channels_last, resume_from=resume_from)
@@ -232,7 +233,8 @@ def resume_or_start(run: TrainRun) -> None:
         f'{len(run.splits["validation"])} validation images, {run.splits.split_names["validation"]}) for '
         f'{cfg.epochs} epochs on {accelerator.num_processes} x {accelerator.device}, precision {precision}, '
         f'channels_last {run.channels_last}, global batch {cfg.batch_size}; per process: threads '
-        f'{torch.get_num_threads()}, data workers {cfg.num_workers}')
+        f'{torch.get_num_threads()}, data workers {cfg.num_workers}'
+        f'{", small-map conv gradients as matmuls" if run.step.small_map_convs else ""}')
     if cfg.va_head:
         counts = {role: count_without_va(split) for role, split in run.splits.items()}
         accelerator.print('Valence/arousal head on, CCC loss weight {}; images without valence/arousal (left out of '
