@@ -87,6 +87,54 @@ def test_rafdb_recipe_optimizer_decays_the_affinity_centres():
     assert lrs[9] == pytest.approx(0.1) and lrs[10] == pytest.approx(0.01) and lrs[20] == pytest.approx(0.001)
 
 
+@pytest.mark.parametrize('name', ['sgd', 'adam', 'adamw'])
+def test_optimizers_take_the_fused_step_of_the_per_parameter_loop(name):
+    cfg = TrainConfig(num_classes=3, optimizer=name, lr=0.01, weight_decay=0.05)
+    torch.manual_seed(0)
+    model, centres = torch.nn.Linear(4, 3), torch.nn.Linear(2, 2)
+    optimizer = create_optimizer(cfg, model, centres)
+    assert [g['fused'] for g in optimizer.param_groups] == [True, True]
+    params = [p for g in optimizer.param_groups for p in g['params']]
+    copies = [p.detach().clone().requires_grad_() for p in params]
+    kind = {'sgd': torch.optim.SGD, 'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW}[name]
+    extra = {'momentum': cfg.momentum} if name == 'sgd' else {}
+    loop = kind(copies, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False, **extra)
+    for _ in range(3):
+        for p, c in zip(params, copies):
+            p.grad = torch.randn_like(p)
+            c.grad = p.grad.clone()
+        optimizer.step()
+        loop.step()
+    for p, c in zip(params, copies):
+        torch.testing.assert_close(p, c, rtol=1e-6, atol=1e-7)
+
+
+def test_train_step_routes_small_map_convs_where_the_machine_gains(monkeypatch):
+    """`TrainStep` resolves `small_map_convs` per machine (AVX2 CPUs), an explicit choice wins, and its forward
+    runs the routed convs: a 64 px `dan_resnet18` step has 2 x 2 maps in layer4 and the heads."""
+    from accelerate import Accelerator
+
+    import timm_dan
+    from timm_dan.models import small_map_convs as module
+    accelerator = Accelerator(cpu=True)
+    model = timm_dan.DAN(num_classes=3)
+    train_module = DANTrainModule(model, timm_dan.DANLoss(3))
+    optimizer = create_optimizer(TrainConfig(num_classes=3), model, train_module.loss_fn)
+    for machine, expected in [('avx2', True), ('avx512_bf16', False)]:
+        monkeypatch.setattr(module, 'machine_class', lambda device=None, m=machine: m)
+        assert TrainStep(accelerator, train_module, optimizer).small_map_convs is expected
+        assert TrainStep(accelerator, train_module, optimizer, small_map_convs=not expected).small_map_convs is (
+            not expected)
+    routed = []
+    original = module._Conv2dMatmulWeightGrad.apply
+    monkeypatch.setattr(module._Conv2dMatmulWeightGrad, 'apply', lambda *a: routed.append(1) or original(*a))
+    for enabled in (False, True):
+        step = TrainStep(accelerator, train_module, optimizer, small_map_convs=enabled)
+        step(torch.randn(2, 3, 64, 64), torch.tensor([0, 2]))
+        assert bool(routed) is enabled
+    assert len(routed) >= 13  # layer4's 5 convs (4 + downsample), the heads' reduce and 3 x 4 split branch convs
+
+
 def test_train_model_from_weights_names_loads_them(tmp_path):
     from timm.models import save_for_hf
     cfg = TrainConfig(num_classes=3)
