@@ -84,7 +84,9 @@ def test_batched_heads_gradients_equal_the_per_head_loop():
     model, ref = _converted(8, 'affectnet8', seed=2)
     model.train()
     ref.train()
-    x = torch.randn(4, 3, 32, 32)
+    # a fixed input: with 4 images of 1 x 1 maps the BatchNorms amplify float rounding by up to 3.5e-3 for some
+    # draws of x (12 seeds measured), and the global RNG's state depends on which tests ran before
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     target = torch.tensor([0, 3, 5, 7])
     F.cross_entropy(model(x), target).backward()
     F.cross_entropy(ref(x), target).backward()
