@@ -12,7 +12,7 @@ from benchmarks.harness import ROOT
 
 
 def run(args: argparse.Namespace, results: dict) -> None:
-    """train.py's synthetic demo recipe (8 classes, 64x64), as shipped (10 epochs of 4000 images, >= 90 %);
+    """train.py's synthetic demo recipe (8 classes, 64x64), as shipped (configs/synthetic.yaml, >= 90 %);
     `--quick` shortens it to 2 epochs of 1200 images, a smoke run that stays near chance (12.5 %)."""
     accuracy = {}
     quick = ['--dataset-options', json.dumps({'num_samples': 1200, 'num_validation_samples': 600, 'image_size': 64,

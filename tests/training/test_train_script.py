@@ -100,7 +100,7 @@ def test_train_learns_and_writes_outputs_and_best_folder(tmp_path, subprocess_en
 def test_demo_recipe_fits_its_training_images_well_above_chance(tmp_path):
     """A functional check of learning at CI size: the demo recipe on 128 synthetic faces, evaluated on those faces.
 
-    (Held-out accuracy needs the demo's full run: 94.3% after 10 epochs, measured, not asserted here.)
+    (Held-out accuracy needs the demo's full run: >= 90% after its 8 epochs, measured, not asserted here.)
     """
     out = tmp_path / 'run'
     env = dict(os.environ, OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1', HF_HOME=str(tmp_path / 'hf'),
