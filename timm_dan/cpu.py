@@ -5,6 +5,7 @@ compute threads a process should use.
 run on one core; `resolve_threads` counts the cores the process may really use (CPU affinity, cgroup quota),
 divides them among the local processes, and ignores that variable (an explicit `threads` wins).
 """
+import functools
 import math
 import os
 from pathlib import Path
@@ -70,8 +71,9 @@ def set_threads(threads: Optional[int] = None, reserved: int = 0) -> int:
     return count
 
 
+@functools.cache
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (/proc/cpuinfo on Linux; empty elsewhere)."""
+    """The CPU's feature flags (/proc/cpuinfo on Linux; empty elsewhere), read once per process."""
     try:
         text = Path('/proc/cpuinfo').read_text()
     except OSError:

@@ -14,7 +14,6 @@ bit-equal and the gradients equal to float32 rounding.
 The training engine enters it around every forward (`TrainStep`); a custom loop may do the same.
 """
 import contextlib
-import functools
 from collections.abc import Iterator
 from typing import Optional
 
@@ -31,14 +30,10 @@ __all__ = ['small_map_convs', 'resolve_small_map_convs', 'MAX_OUTPUT_POSITIONS']
 MAX_OUTPUT_POSITIONS = 49
 
 
-@functools.cache
-def _pays_on(machine: str) -> bool:
-    return machine == 'avx2'  # measured there; AVX-512 and AMX CPUs and GPUs keep their libraries' kernels
-
-
 def resolve_small_map_convs(enabled: Optional[bool] = None, device: Optional[torch.device] = None) -> bool:
-    """`enabled`, or (None) whether training on `device` (default: the CPU) gains from it: on AVX2 CPUs."""
-    return _pays_on(machine_class(device)) if enabled is None else enabled
+    """`enabled`, or (None) whether training on `device` (default: the CPU) gains from it: on AVX2 CPUs, where it
+    was measured (AVX-512 and AMX CPUs and GPUs keep their libraries' kernels)."""
+    return machine_class(device) == 'avx2' if enabled is None else enabled
 
 
 def _pair(value) -> Optional[tuple[int, int]]:
