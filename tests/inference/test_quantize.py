@@ -94,6 +94,25 @@ def test_int8_errors_say_what_to_do(trained_model, tmp_path):
         quantize_onnx(not_ours, tmp_path / 'q.onnx', tmp_path)
 
 
+
+def test_calibration_spreads_over_a_large_folder_in_a_fixed_order(tmp_path):
+    """A folder sorted by class gives crops of every class, not its first files; an unreadable file's place goes to
+    a later one, and the same folder gives the same crops every time."""
+    from timm_dan.inference.quantize import calibration_faces, spread_order
+    assert spread_order(10, 4) == [0, 2, 5, 7, 1, 3, 4, 6, 8, 9]
+    assert spread_order(3, 4) == [0, 1, 2]
+    for label, value in (('a_neutral', 0), ('b_happy', 100), ('c_sad', 200)):
+        (tmp_path / label).mkdir()
+        for i in range(8):
+            Image.fromarray(np.full((8, 8, 3), value + i, np.uint8)).save(tmp_path / label / f'{i}.png')
+    (tmp_path / 'a_neutral' / '4.png').write_bytes(b'not a png')  # the 2nd of the spread: 0, 4, 8, 12, 16, 20 of 24
+    faces = calibration_faces(tmp_path, limit=6)
+    values = [int(face[0, 0, 0]) for face in faces]
+    assert values == [0, 100, 104, 200, 204, 1]  # the first file that is not in the spread stands in for 4.png
+    assert [int(f[0, 0, 0]) for f in calibration_faces(tmp_path, limit=6)] == values
+    arrays = [np.full((4, 4, 3), i, np.uint8) for i in range(100)]
+    assert [int(f[0, 0, 0]) for f in calibration_faces(arrays, limit=4)] == [0, 25, 50, 75]
+
 def test_cli_export_quantize_then_predict_int8(trained_model, calibration_folder, tmp_path, capsys, subprocess_env,
                                                python):
     from timm_dan.cli import main

@@ -54,15 +54,19 @@ class QuantizeReport:
 def calibration_faces(source: Calibration, data_dir: Optional[Union[str, Path]] = None,
                       limit: int = CALIBRATION_LIMIT) -> list[np.ndarray]:
     """Up to `limit` RGB uint8 face crops from a folder (searched recursively for image files), a FER data set
-    (its validation split, else its first split), or a sequence of arrays. Unreadable files are skipped; no face
-    at all is a ValueError that names the source."""
+    (its validation split, else its first split), or a sequence of arrays. From a larger source the crops are spread
+    evenly over it (`spread_order`), not its first ones: a folder or data set sorted by class or by subject
+    calibrates on all of them. Unreadable files are skipped (later ones stand in); no face at all is a ValueError
+    that names the source."""
     if not isinstance(source, (str, Path)):
-        faces = [load_image(image) for image in list(source)[:limit]]
+        images = list(source)
+        faces = [load_image(images[i]) for i in spread_order(len(images), limit)[:limit]]
     elif Path(source).is_dir():
+        items = expand_inputs(source)
         faces = []
-        for item in expand_inputs(source):
+        for i in spread_order(len(items), limit):
             try:
-                faces.append(load_image(item.source))
+                faces.append(load_image(items[i].source))
             except ImageLoadError:
                 continue
             if len(faces) == limit:
@@ -75,6 +79,15 @@ def calibration_faces(source: Calibration, data_dir: Optional[Union[str, Path]] 
     return faces
 
 
+def spread_order(count: int, limit: int) -> list[int]:
+    """`range(count)` in the order calibration reads it: `limit` indices evenly spaced over it first (0,
+    count/limit, 2 count/limit, ...), then the others in order (stand-ins for unreadable files)."""
+    if count <= limit:
+        return list(range(count))
+    picked = np.linspace(0, count, limit, endpoint=False).astype(int).tolist()
+    return picked + sorted(set(range(count)).difference(picked))
+
+
 def _data_set_faces(name: str, data_dir: Optional[Union[str, Path]], limit: int) -> list[np.ndarray]:
     from ..data import FER_DATASETS, load_fer_dataset  # only for this way of calibrating (loads `datasets`)
     if name not in FER_DATASETS:
@@ -82,7 +95,8 @@ def _data_set_faces(name: str, data_dir: Optional[Union[str, Path]], limit: int)
                          f'{", ".join(sorted(FER_DATASETS))}')
     data = load_fer_dataset(name, data_dir)
     split = data['validation'] if 'validation' in data else data[next(iter(data))]
-    return [np.asarray(image.convert('RGB')) for image in split.select(range(min(limit, len(split))))['image']]
+    images = split.select(spread_order(len(split), limit)[:limit])['image']
+    return [np.asarray(image.convert('RGB')) for image in images]
 
 
 def face_batches(faces: Sequence[np.ndarray], data_config: dict[str, Any], batch_size: int = 32
