@@ -217,13 +217,14 @@ def test_cli_without_gradio_is_one_line_exit_2(monkeypatch, capsys):
 
 
 def test_space_app_builds_the_demo_on_the_model_it_is_given(small_model_dir, subprocess_env, repo_root):
-    """`app.py` as a Hugging Face Space runs it: the model from $TIMM_DAN_DEMO_MODEL, a Blocks named `demo`."""
+    """A Space's app.py as the Space runs it: the model from $TIMM_DAN_DEMO_MODEL, a Blocks named `demo`."""
     env = dict(subprocess_env, TIMM_DAN_DEMO_MODEL=f'local-dir:{small_model_dir}', GRADIO_ANALYTICS_ENABLED='False')
     script = ('import runpy, sys; app = runpy.run_path(sys.argv[1]); demo = app["demo"]; '
               'print(type(demo).__name__, demo.title); '
               'print([b.value for b in demo.blocks.values() if getattr(b, "elem_id", None) == "model-status"][0])')
-    proc = subprocess.run([sys.executable, '-c', script, str(repo_root / 'app.py')], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=repo_root)
+    app_file = repo_root / 'timm_dan' / 'demo' / 'space_app.py'
+    proc = subprocess.run([sys.executable, '-c', script, str(app_file)], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=repo_root)
     assert proc.returncode == 0, proc.stderr
     kind, status = proc.stdout.strip().splitlines()[-2:]
     assert kind == f'Blocks {app.TITLE}'

@@ -1,17 +1,20 @@
-"""`timm-dan hub convert-official | convert-backbone | push | card`: the published weights as Hub folders."""
+"""`timm-dan hub convert-official | convert-backbone | push | card | space`: the published weights as Hub folders,
+and the web demo as a Space."""
 import argparse
 import json
 from pathlib import Path
 
 __all__ = ['add_parser', 'print_folder']
 
-DESCRIPTION = "Convert the authors' checkpoints into timm Hub folders, render model cards, upload to the Hub."
+DESCRIPTION = ("Convert the authors' checkpoints into timm Hub folders, render model cards, upload to the Hub; "
+               "write and upload the web demo as a Space.")
 EXAMPLES = """examples:
   timm-dan hub convert-official rafdb_epoch21_acc0.897_bacc0.8275.pth --dataset rafdb --output-dir dan-rafdb
   timm-dan hub convert-backbone resnet18_msceleb.pth --output-dir resnet18-msceleb
   timm-dan hub push dan-rafdb --dry-run
   timm-dan hub push dan-rafdb --repo-id timm-dan/dan_resnet18.rafdb [--private] [--create-pr]
   timm-dan hub card --output MODEL_CARD.md [--check]
+  timm-dan hub space --output-dir space --model local-dir:runs/synthetic/best [--repo-id me/timm-dan-demo]
 
 Uploads take the token from the usual places: hf auth login, or the HF_TOKEN variable."""
 
@@ -23,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser('hub', help="convert the authors' checkpoints, render model cards, upload",
                                    description=DESCRIPTION, epilog=EXAMPLES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest='hub_command', metavar='{convert-official,convert-backbone,push,card}',
+    commands = parser.add_subparsers(dest='hub_command', metavar='{convert-official,convert-backbone,push,card,space}',
                                      required=True)
 
     official = commands.add_parser(
@@ -63,6 +66,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     card.add_argument('--output', type=Path, default=Path('MODEL_CARD.md'))
     card.add_argument('--check', action='store_true', help='only check that the file is current (exit 1 if not)')
     card.set_defaults(func=run_card)
+
+    space = commands.add_parser(
+        'space', help='write the web demo as a Hugging Face Space folder, and upload it',
+        description='Write the web demo as a Hugging Face Space (Gradio SDK) folder: app.py, README.md with the '
+                    "Space's settings, requirements.txt, a copy of timm_dan, and a local-dir: model's weights as "
+                    'model/. With --repo-id, upload it as that Space and set the Space variable TIMM_DAN_DEMO_MODEL '
+                    'for any other model.')
+    space.add_argument('--model', default=None, metavar='NAME',
+                       help='registered name/tag, hf-hub:NAMESPACE/NAME, local-dir:FOLDER or a Hub folder path '
+                            '(copied into the Space); default: the demo\'s default model')
+    space.add_argument('--gpu', action='store_true', help='CUDA builds of torch (default: CPU builds, for the free '
+                                                          'CPU hardware)')
+    _add_output(space)
+    space.add_argument('--repo-id', help='upload as this Space (NAMESPACE/NAME)')
+    space.add_argument('--private', action='store_true', help='create the Space private')
+    space.add_argument('--dry-run', action='store_true', help='with --repo-id: print what would be uploaded')
+    space.set_defaults(func=run_space, parser=space)
 
 
 def _add_output(parser: argparse.ArgumentParser) -> None:
@@ -131,4 +151,30 @@ def run_card(args: argparse.Namespace) -> int:
         return 0 if current else 1
     args.output.write_text(text, encoding='utf-8')
     print(f'Wrote {args.output}')
+    return 0
+
+
+def run_space(args: argparse.Namespace) -> int:
+    if args.repo_id is not None and args.repo_id.count('/') != 1:
+        args.parser.error(f'--repo-id must be NAMESPACE/NAME, got {args.repo_id!r}')
+    from ..demo.model import MODEL_VARIABLE, resolve_model_name
+    from ..demo.space import push_space, write_space_folder
+    folder = write_space_folder(args.output_dir, args.model, gpu=args.gpu, overwrite=args.overwrite)
+    model = resolve_model_name(args.model) if args.model else None
+    variable = model if model and not model.startswith('local-dir:') else None
+    print(f'Wrote the Space folder {folder}' + (f' (the model\'s weights in {folder}/model)' if model and not variable
+                                                else ''))
+    if args.repo_id is None:
+        print(f'Upload it with: timm-dan hub space --output-dir {folder} --overwrite'
+              f'{f" --model {args.model}" if args.model else ""} --repo-id NAMESPACE/NAME'
+              + (f'  (or upload the folder yourself and set the Space variable {MODEL_VARIABLE}={variable})'
+                 if variable else ''))
+        return 0
+    summary = push_space(folder, args.repo_id, model=variable, private=args.private, dry_run=args.dry_run)
+    print(f'{"Would upload" if args.dry_run else "Uploaded"} {len(summary["files"])} files '
+          f'({sum(summary["files"].values()):,} bytes) to {summary["url"]}{" (private)" if args.private else ""}')
+    for key, value in summary['variables'].items():
+        print(f'Space variable {key}={value}')
+    if 'commit_url' in summary:
+        print(summary['commit_url'])
     return 0

@@ -9,12 +9,19 @@ from typing import Optional
 from ..inference.predictor import FERPredictor
 from ..models.pretrained import PRETRAINED
 
-__all__ = ['DEFAULT_MODEL', 'DEMO_RUN', 'MAX_PIXELS', 'DemoModel', 'ModelCache', 'resolve_model_name', 'model_choices']
+__all__ = ['DEFAULT_MODEL', 'DEMO_RUN', 'MAX_PIXELS', 'MODEL_VARIABLE', 'SPACE_MODEL_DIR', 'DemoModel', 'ModelCache',
+           'resolve_model_name', 'model_choices', 'space_model']
 
 _logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = os.environ.get('TIMM_DAN_DEMO_MODEL', 'dan_resnet18')
-"""The model a demo starts with: `$TIMM_DAN_DEMO_MODEL` (a Space's variable), else the default pretrained weights."""
+MODEL_VARIABLE = 'TIMM_DAN_DEMO_MODEL'
+"""The environment variable (a Space's variable) that names the model a demo starts with."""
+
+DEFAULT_MODEL = os.environ.get(MODEL_VARIABLE, 'dan_resnet18')
+"""The model a demo starts with: `$TIMM_DAN_DEMO_MODEL`, else the default pretrained weights."""
+
+SPACE_MODEL_DIR = 'model'
+"""A Space's own weights: the Hub folder of this name beside its app.py (`timm-dan hub space --model local-dir:...`)."""
 
 DEMO_RUN = Path('runs/synthetic/best')
 """Where the README's demo training run (`train_scripts/configs/synthetic.yaml`) writes its best model."""
@@ -29,6 +36,13 @@ def resolve_model_name(name: str) -> str:
     if (':' not in name and '/' in name) or Path(name).is_dir():
         return f'local-dir:{name}'
     return name
+
+
+def space_model(app_dir: Path) -> str:
+    """The model a Space's app shows: `$TIMM_DAN_DEMO_MODEL`, else its own Hub folder `app_dir/model`, else the
+    default pretrained weights."""
+    bundled = Path(app_dir) / SPACE_MODEL_DIR
+    return os.environ.get(MODEL_VARIABLE) or (f'local-dir:{bundled}' if bundled.is_dir() else DEFAULT_MODEL)
 
 
 def model_choices(first: str) -> list[str]:
