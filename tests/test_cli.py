@@ -63,16 +63,18 @@ def test_bad_input_inside_a_command_is_one_line_exit_1(tmp_path, capsys):
 
 def test_the_light_copies_of_choices_match_their_sources():
     """The parsers list these without importing torch or OpenCV: they must equal what the code accepts."""
-    from timm_dan.cli import hub, predict
+    from timm_dan.cli import data, hub, predict
+    from timm_dan.data import FER_DATASETS
     from timm_dan.inference.detectors import DETECTORS
     from timm_dan.models.official import OFFICIAL_CLASS_ORDERS
     assert hub.OFFICIAL_DATASETS == tuple(sorted(OFFICIAL_CLASS_ORDERS))
+    assert data.DATASET_NAMES == tuple(sorted(FER_DATASETS))
     assert predict.DETECTORS == DETECTORS
 
 
 @pytest.mark.parametrize('command', [[], ['data'], ['data', 'info'], ['data', 'export'], ['hub'],
                                      ['hub', 'convert-official'], ['hub', 'convert-backbone'], ['hub', 'push'],
-                                     ['hub', 'card'], ['predict'], ['export']])
+                                     ['hub', 'card'], ['hub', 'space'], ['predict'], ['export']])
 def test_help_is_plain_text(command, capsys):
     """Help is read in a terminal: no Markdown backticks (a module docstring used as the description had them)."""
     with pytest.raises(SystemExit):

@@ -19,6 +19,7 @@ def _imported(python, env, args: list[str]) -> set[str]:
 
 @pytest.mark.parametrize('args', [['-m', 'timm_dan', '--version'], ['-m', 'timm_dan', '--help'],
                                   ['-m', 'timm_dan', 'predict', '--help'], ['-m', 'timm_dan', 'hub', '--help'],
+                                  ['-m', 'timm_dan', 'data', '--help'], ['-m', 'timm_dan', 'data', 'info', '--help'],
                                   ['-c', 'import timm_dan; timm_dan.LABELS; timm_dan.__version__']])
 def test_version_help_and_the_package_import_no_torch(args, python, subprocess_env):
     modules = _imported(python, subprocess_env, args)

@@ -17,7 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'data': ('timm_dan.cli.data', 'inspect and export FER data sets'),
     'predict': ('timm_dan.cli.predict', 'detect faces and predict their expressions in images, folders or videos'),
     'export': ('timm_dan.cli.export', 'export a model to ONNX, checked against PyTorch with onnxruntime'),
-    'hub': ('timm_dan.cli.hub', "convert the authors' checkpoints, render model cards, upload to the Hub"),
+    'hub': ('timm_dan.cli.hub', "convert the authors' checkpoints, render model cards, upload to the Hub (models, "
+                                "the demo as a Space)"),
     'demo': ('timm_dan.cli.demo', 'serve the web demo: photos, webcam and videos in the browser'),
 }
 

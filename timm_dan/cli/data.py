@@ -4,16 +4,17 @@ import ast
 import json
 import sys
 import warnings
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from datasets import DatasetDict
-from datasets.table import embed_table_storage
+if TYPE_CHECKING:
+    from datasets import DatasetDict
 
-from ..data.api import load_fer_dataset
-from ..data.builder import FERReport
-from ..data.registry import FER_DATASETS
+    from ..data.builder import FERReport
 
 __all__ = ['add_parser', 'dataset_summary', 'embed_images']
+
+DATASET_NAMES = ('affectnet', 'expw', 'fer2013', 'ferplus', 'rafdb', 'sfew', 'synthetic')
+"""= sorted(timm_dan.data.FER_DATASETS); `timm-dan data --help` does not import datasets or torch."""
 
 DESCRIPTION = ('Inspect a FER data set (images per split and class; dropped, missing and corrupt files), save it '
                'with save_to_disk, or mirror it privately on the Hugging Face Hub.')
@@ -35,7 +36,7 @@ def add_parser(subparsers) -> None:
     for name, help_text in (('info', 'images per split and class, and what was dropped, missing or corrupt'),
                             ('export', 'write the DatasetDict with save_to_disk and/or push it to the Hub')):
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument('name', choices=sorted(FER_DATASETS), help='data set')
+        sub.add_argument('name', choices=DATASET_NAMES, help='data set')
         sub.add_argument('--data-dir', help='the data set root, in its official layout (not for synthetic)')
         sub.add_argument('--num-classes', type=int, help='7 or 8 (affectnet), 2..8 (synthetic)')
         sub.add_argument('-o', '--option', type=_option, action='append', default=[], metavar='KEY=VALUE',
@@ -53,7 +54,8 @@ def add_parser(subparsers) -> None:
             sub.set_defaults(func=run_export)
 
 
-def _load(args, on_bad: str) -> tuple[DatasetDict, Optional[FERReport]]:
+def _load(args, on_bad: str) -> tuple['DatasetDict', Optional['FERReport']]:
+    from ..data.api import load_fer_dataset
     options = dict(args.option)
     if args.num_classes is not None:
         options['num_classes'] = args.num_classes
@@ -61,7 +63,7 @@ def _load(args, on_bad: str) -> tuple[DatasetDict, Optional[FERReport]]:
                             **options)
 
 
-def dataset_summary(name: str, dataset: DatasetDict, report: Optional[FERReport]) -> dict[str, Any]:
+def dataset_summary(name: str, dataset: 'DatasetDict', report: Optional['FERReport']) -> dict[str, Any]:
     """Images per split and class, with the dropped / missing / corrupt counts of the report."""
     splits = {}
     for split, ds in dataset.items():
@@ -96,6 +98,7 @@ def _table(summary: dict[str, Any]) -> str:
         for split, paths in summary[kind].items():
             rows += [f'  {kind} ({split}): {p}' for p in paths[:10]] + (
                 [f'  ... {len(paths) - 10} more'] if len(paths) > 10 else [])
+    from ..data.registry import FER_DATASETS
     return '\n'.join([f'{summary["name"]}: {FER_DATASETS[summary["name"]].title}'] + rows)
 
 
@@ -112,8 +115,10 @@ def run_info(args) -> int:
     return 0
 
 
-def embed_images(dataset: DatasetDict) -> DatasetDict:
+def embed_images(dataset: 'DatasetDict') -> 'DatasetDict':
     """Copy images that are only referenced by path into the tables, so that the export stands alone."""
+    from datasets import DatasetDict
+    from datasets.table import embed_table_storage
     return DatasetDict({
         split: ds.with_format('arrow').map(embed_table_storage, batched=True).with_format(None)
         for split, ds in dataset.items()
