@@ -122,6 +122,8 @@ def test_cli_space_writes_uploads_dry_and_names_bad_input(small_model_dir, tmp_p
                  f'local-dir:{tmp_path / "missing"}']) == 1
     assert f'{tmp_path / "missing"} is not a folder' in capsys.readouterr().err
     assert not (tmp_path / 'other').exists() and not list(tmp_path.glob('.other.tmp-*'))
+    assert main(['hub', 'space', '--output-dir', str(tmp_path / 'other'), '--model', 'dan_resnet50']) == 1
+    assert "'dan_resnet50' names no published weights for the demo to show" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(['hub', 'space', '--output-dir', str(tmp_path / 'x'), '--repo-id', 'no-slash'])
     assert "--repo-id must be NAMESPACE/NAME, got 'no-slash'" in capsys.readouterr().err

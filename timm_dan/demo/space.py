@@ -25,7 +25,7 @@ from packaging.version import Version
 from ..hub.folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, _replace_dir, validate_model_folder
 from ..hub.publish import upload_token
 from ..version import __version__
-from .model import DEFAULT_MODEL, MODEL_VARIABLE, SPACE_MODEL_DIR, resolve_model_name
+from .model import DEFAULT_MODEL, MODEL_VARIABLE, SPACE_MODEL_DIR, model_choices, resolve_model_name
 
 __all__ = ['write_space_folder', 'push_space', 'space_requirements', 'SPACE_FILES']
 
@@ -56,13 +56,22 @@ def space_requirements(gpu: bool = False) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def _hub_repo(model: str) -> str:
+    """The Hub repo of the weights a (non-local) model name loads; a name without published weights is refused."""
+    import timm
+    if model.startswith('hf-hub:'):
+        return model.removeprefix('hf-hub:')
+    cfg = timm.models.get_pretrained_cfg(model)
+    if cfg is None or not cfg.hf_hub_id:
+        raise ValueError(f'{model!r} names no published weights for the demo to show: give hf-hub:NAMESPACE/NAME, '
+                         f'local-dir:FOLDER (a Hub folder, e.g. runs/synthetic/best), or one of '
+                         f'{", ".join(model_choices(DEFAULT_MODEL))}')
+    return cfg.hf_hub_id
+
+
 def _space_card(model: str, bundled: bool) -> str:
     import gradio
-    import timm
-    repo = model.removeprefix('hf-hub:') if model.startswith('hf-hub:') else None
-    if repo is None and not bundled:
-        cfg = timm.models.get_pretrained_cfg(model)
-        repo = cfg.hf_hub_id if cfg is not None else None
+    repo = None if bundled else _hub_repo(model)
     data = SpaceCardData(
         title='timm-dan: facial expressions', sdk='gradio', sdk_version=gradio.__version__,
         python_version=f'{sys.version_info.major}.{sys.version_info.minor}', app_file='app.py', license='mit',
@@ -92,7 +101,8 @@ def write_space_folder(
         overwrite: bool = False,
 ) -> Path:
     """Write a Space folder for the demo on `model` (default: the demo's default model). A `local-dir:` model (or
-    a folder path) is checked (loaded, one forward pass) and copied in as `model/`. Written under a temporary name
+    a folder path) is checked (loaded, one forward pass) and copied in as `model/`; a name must have published
+    weights (a ValueError lists the names that do). Written under a temporary name
     and renamed into place, like the Hub folders: a failure leaves the previous folder as it was."""
     output_dir = Path(output_dir)
     if output_dir.exists() and not overwrite:
@@ -101,6 +111,8 @@ def write_space_folder(
     bundled = model.startswith('local-dir:')
     if bundled:
         validate_model_folder(model.removeprefix('local-dir:'))
+    else:
+        _hub_repo(model)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = output_dir.with_name(f'.{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}')
     try:
