@@ -12,11 +12,9 @@ calibrates on crops like the ones served; LFW agreement is measured on the other
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -47,28 +45,24 @@ def main() -> None:
     to_rgb = [np.asarray(image.convert('RGB')) for image in data['validation']['image']]
     labels = np.array(data['validation']['label'])
     lfw = [(np.repeat(face[..., None], 3, 2) * 255 + .5).astype(np.uint8) for face in lfw_subset()]
-    lfw_calibration, lfw_held_out = lfw[:50] + lfw[100:150], lfw[50:100] + lfw[150:]
+    lfw_calibration, held_out = lfw[:50] + lfw[100:150], np.r_[50:100, 150:200]
     fp32 = FERPredictor(args.model, detector='none', precision='fp32')
-    evaluated = {'validation': to_rgb, 'lfw_subset': lfw, 'lfw_held_out': lfw_held_out}
+    evaluated = {'validation': to_rgb, 'lfw_subset': lfw}
     p32 = {name: probabilities(fp32, faces) for name, faces in evaluated.items()}
     results = {'model': args.model, 'calibration_faces': args.calibration}
     for calibration, extra in (('synthetic', []), ('synthetic+lfw', lfw_calibration)):
-        with tempfile.TemporaryDirectory() as tmp:
-            count = args.calibration - len(extra)  # the predictor calibrates on at most CALIBRATION_LIMIT faces
-            for i, image in enumerate(data['train'].select(range(count))['image']):
-                image.convert('RGB').save(Path(tmp) / f'{i:04d}.png')
-            for i, face in enumerate(extra):
-                Image.fromarray(face).save(Path(tmp) / f'lfw_{i:03d}.png')
-            int8 = FERPredictor(args.model, detector='none', precision='int8', calibration=tmp)
-        for name, faces in evaluated.items():
-            if calibration == 'synthetic+lfw' and name == 'lfw_subset':
-                continue  # half of it was calibrated on
-            p8 = probabilities(int8, faces)
-            row = results.setdefault(f'calibrated on {calibration}', {})[name] = {
-                'faces': len(faces), **agreement(p32[name], p8)}
-            if name == 'validation':
-                row.update(accuracy_fp32=float((p32[name].argmax(1) == labels).mean()),
-                           accuracy_int8=float((p8.argmax(1) == labels).mean()))
+        train = data['train'].select(range(args.calibration - len(extra)))['image']
+        int8 = FERPredictor(args.model, detector='none', precision='int8',
+                            calibration=[np.asarray(image.convert('RGB')) for image in train] + extra)
+        p8 = {name: probabilities(int8, faces) for name, faces in evaluated.items()}
+        rows = results[f'calibrated on {calibration}'] = {'validation': {
+            'faces': len(to_rgb), **agreement(p32['validation'], p8['validation']),
+            'accuracy_fp32': float((p32['validation'].argmax(1) == labels).mean()),
+            'accuracy_int8': float((p8['validation'].argmax(1) == labels).mean())}}
+        if not extra:  # all of LFW is held out
+            rows['lfw_subset'] = {'faces': len(lfw), **agreement(p32['lfw_subset'], p8['lfw_subset'])}
+        rows['lfw_held_out'] = {'faces': len(held_out),
+                                **agreement(p32['lfw_subset'][held_out], p8['lfw_subset'][held_out])}
     print(json.dumps(results, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
