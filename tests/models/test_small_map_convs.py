@@ -29,6 +29,8 @@ def _conv_and_grads(x, w, b, enabled, **kwargs):
     ((4, 16, 2, 2), (1, 3), 1, (0, 1), True, True),  # the heads' 1x3 and 3x1
     ((4, 16, 2, 2), (3, 1), 1, (1, 0), True, False),  # an input that needs no gradient
     ((4, 16, 7, 7), (1, 1), 1, 0, False, True),
+    ((4, 16, 5, 6), (1, 1), 2, 0, False, True),      # a strided 1x1 (downsample): its patches are a view
+    ((4, 16, 3, 3), (1, 1), 1, 1, True, True),       # a padded 1x1
     ((3, 8, 5, 6), (3, 3), (1, 2), (1, 0), True, True),  # uneven maps, strides and paddings
 ])
 def test_outputs_bit_equal_and_gradients_equal(channels_last, shape, kernel, stride, padding, bias, input_grad):

@@ -63,18 +63,27 @@ class _Conv2dMatmulWeightGrad(torch.autograd.Function):
                 grad, x, weight, None, [sh, sw], [ph, pw], [1, 1], False, [0, 0], 1, [True, False, False])[0]
         if ctx.needs_input_grad[1]:
             out_chs, in_chs, kh, kw = weight.shape
-            oh, ow = grad.shape[-2:]
-            padded = F.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1)  # B x H x W x C
-            patches = torch.stack([
-                padded[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
-                for i in range(kh) for j in range(kw)
-            ], 3)  # B x oh x ow x (kh kw) x C
             grad_rows = grad.permute(0, 2, 3, 1).reshape(-1, out_chs)
-            grad_w = (grad_rows.t() @ patches.reshape(-1, kh * kw * in_chs))
+            grad_w = grad_rows.t() @ _patches(x, kh, kw, ctx.stride, ctx.padding, grad.shape[-2:])
             grad_w = grad_w.reshape(out_chs, kh, kw, in_chs).permute(0, 3, 1, 2)  # channels_last, as the weight
         if ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 2, 3))
         return grad_x, grad_w, grad_b, None, None
+
+
+def _patches(x: torch.Tensor, kh: int, kw: int, stride: tuple[int, int], padding: tuple[int, int],
+             out_hw: torch.Size) -> torch.Tensor:
+    """The input's patches, (B oh ow) x (kh kw C): one copy into a zero-padded B x H x W x C buffer, then one
+    strided view of it copied out (a view of the input itself for a 1x1 conv without padding)."""
+    (sh, sw), (ph, pw), (oh, ow) = stride, padding, out_hw
+    batch, chs, height, width = x.shape
+    if kh == kw == 1 and ph == pw == 0:
+        return x[:, :, :sh * (oh - 1) + 1:sh, :sw * (ow - 1) + 1:sw].permute(0, 2, 3, 1).reshape(-1, chs)
+    hp, wp = height + 2 * ph, width + 2 * pw
+    padded = x.new_zeros(batch, hp, wp, chs)
+    padded[:, ph:ph + height, pw:pw + width] = x.permute(0, 2, 3, 1)
+    return padded.as_strided((batch, oh, ow, kh, kw, chs), (hp * wp * chs, sh * wp * chs, sw * chs, wp * chs, chs, 1)
+                             ).reshape(-1, kh * kw * chs)
 
 
 class _SmallMapConvMode(TorchFunctionMode):
