@@ -16,12 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
 
 from timm_dan.data import load_fer_dataset  # noqa: E402
 from timm_dan.inference import FERPredictor  # noqa: E402
 
-DEMO_DATA = {'num_samples': 4000, 'num_validation_samples': 1000, 'image_size': 64, 'num_classes': 8, 'seed': 0}
+DEMO_CONFIG = ROOT / 'train_scripts' / 'configs' / 'synthetic.yaml'
 
 
 def probabilities(predictor: FERPredictor, faces: list[np.ndarray]) -> np.ndarray:
@@ -41,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     from skimage.data import lfw_subset
 
-    data = load_fer_dataset('synthetic', **DEMO_DATA)
+    data = load_fer_dataset('synthetic', **yaml.safe_load(DEMO_CONFIG.read_text())['dataset_options'])  # the demo's
     to_rgb = [np.asarray(image.convert('RGB')) for image in data['validation']['image']]
     labels = np.array(data['validation']['label'])
     lfw = [(np.repeat(face[..., None], 3, 2) * 255 + .5).astype(np.uint8) for face in lfw_subset()]
