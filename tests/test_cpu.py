@@ -68,3 +68,55 @@ def test_cgroup_quota_reads_v2_and_v1(tmp_path, monkeypatch):
     assert cpu._cgroup_quota() == 1.5  # v2 unlimited: v1's limit still applies
     (tmp_path / 'cpu.max').write_text('300000 100000\n')
     assert cpu._cgroup_quota() == 3.0
+
+
+_MMAPPED_PROBE = '''
+import ctypes, json, sys
+import timm_dan.cpu as cpu
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+
+def mmapped(size):  # glibc marks a chunk served by its own mmap in the size word before it (IS_MMAPPED, 0x2)
+    pointer = libc.malloc(size)
+    flag = ctypes.c_size_t.from_address(pointer - ctypes.sizeof(ctypes.c_size_t)).value & 2
+    libc.free(pointer)
+    return bool(flag)
+
+before = mmapped(24 << 20)
+applied = cpu.keep_freed_memory()
+print(json.dumps([before, applied, mmapped(30 << 20)]))
+'''
+
+
+@pytest.mark.skipif(cpu.platform.libc_ver()[0] != 'glibc', reason='glibc malloc only')
+@pytest.mark.parametrize('env, expected', [
+    ({}, [True, True, False]),  # a 30 MiB block then comes from the heap, not from a fresh mmap
+    ({'MALLOC_ARENA_MAX': '2'}, [True, False, True]),  # the user tuned malloc: left alone
+])
+def test_keep_freed_memory_serves_large_blocks_from_the_heap(env, expected):
+    import json
+    import os
+    import subprocess
+    import sys
+    clean = {k: v for k, v in os.environ.items() if not k.startswith('MALLOC_') and k != 'GLIBC_TUNABLES'}
+    done = subprocess.run([sys.executable, '-c', _MMAPPED_PROBE], env={**clean, **env}, capture_output=True,
+                          text=True, check=True)
+    assert json.loads(done.stdout.splitlines()[-1]) == expected
+
+
+def test_keep_freed_memory_leaves_other_allocators_alone(monkeypatch):
+    monkeypatch.setattr(cpu.platform, 'libc_ver', lambda: ('', ''))  # musl, macOS
+    assert cpu.keep_freed_memory() is False
+    monkeypatch.setattr(cpu.platform, 'libc_ver', lambda: ('glibc', '2.36'))
+    monkeypatch.setenv('LD_PRELOAD', '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2')  # a preloaded allocator
+    assert cpu.keep_freed_memory() is False
+
+
+def test_exit_now_keeps_the_exit_code_atexit_and_buffered_output():
+    import subprocess
+    import sys
+    code = ('import atexit, sys; from timm_dan.cpu import exit_now; atexit.register(lambda: print("atexit ran"));'
+            'sys.stdout.write("buffered"); exit_now(3)')
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert done.returncode == 3 and done.stdout == 'bufferedatexit ran\n'

@@ -15,6 +15,7 @@ where it was), and starts afresh otherwise. A process whose peers died or hang s
 import sys
 from pathlib import Path
 
+from timm_dan.cpu import exit_now
 from timm_dan.files import DiskFullError
 from timm_dan.training import (
     CheckpointError,
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
 
 if __name__ == '__main__':
     try:
-        sys.exit(main())
+        exit_now(main())
     except (ConfigError, FileNotFoundError) as e:  # bad input: a message, not a traceback
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)

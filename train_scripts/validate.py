@@ -23,7 +23,6 @@ them into a `local-dir:` folder's card ("Bias, risks and limitations").
 """
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
 import timm
@@ -32,7 +31,7 @@ import yaml
 from accelerate import Accelerator, DataLoaderConfiguration
 
 import timm_dan
-from timm_dan.cpu import set_threads
+from timm_dan.cpu import exit_now, keep_freed_memory, set_threads
 from timm_dan.data import FER_DATASETS, decode_to_arrow, load_fer_dataset
 from timm_dan.hub import ModelCardInfo, save_model_folder
 from timm_dan.hub.card import format_group_table, update_card_measurements
@@ -183,6 +182,8 @@ def main(argv=None) -> int:
     accelerator = Accelerator(mixed_precision=accelerate_mixed_precision(args.precision),
                               dataloader_config=DataLoaderConfiguration(non_blocking=True))
     threads = set_threads(args.threads)
+    if accelerator.device.type == 'cpu':
+        keep_freed_memory()
     channels_last = resolve_channels_last(None)
     try:
         model = load_pretrained(args.model).eval()
@@ -284,4 +285,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_now(main())

@@ -108,6 +108,9 @@ class TrainConfig:
     threads: Optional[int] = _speed(None, 'torch compute threads per process; None: the cores this process may use '
                                     '(CPU affinity, cgroup quota) divided among the local processes, whatever '
                                     'OMP_NUM_THREADS says (accelerate launch sets it to 1 without a GPU)')
+    keep_freed_memory: bool = _speed(True, 'on CPUs, keep freed buffers in the process instead of returning them to '
+                                     'the kernel and faulting them in again every step (glibc mallopt; '
+                                     'timm_dan.cpu.keep_freed_memory)')
     seed: int = _run(42)
     deterministic: bool = _run(False, 'deterministic kernels, and dropout reseeded per step (bit-identical resume)')
     output_dir: Optional[str] = _run(None, 'the run\'s folder (None: runs/<dataset>)')

@@ -19,7 +19,7 @@ from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list, gath
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 
-from ..cpu import set_threads
+from ..cpu import keep_freed_memory, set_threads
 from ..models.pretrained import load_pretrained
 from ..precision import accelerate_mixed_precision
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -109,6 +109,8 @@ def setup_run(cfg: TrainConfig) -> TrainRun:
     )
     channels_last = resolve_channels_last(cfg.channels_last)
     set_threads(cfg.threads)
+    if cfg.keep_freed_memory and accelerator.device.type == 'cpu':
+        keep_freed_memory()
     set_seed(cfg.seed, deterministic=cfg.deterministic)
 
     micro_batch, _ = split_batch_size(cfg, accelerator.num_processes)
