@@ -1,5 +1,6 @@
 """The heads alone: batched (ours) vs the per-head loop (the reference), forward + backward, fp32; ours as training
-runs them on this machine (on AVX2 CPUs: convs split per head, small-map weight gradients as matmuls)."""
+runs them on this machine (channels_last; on AVX2 CPUs convs split per head, small-map weight gradients as
+matmuls), the loop as the paper's code does (NCHW)."""
 import argparse
 
 import torch
@@ -12,15 +13,16 @@ from timm_dan.models.small_map_convs import resolve_small_map_convs, small_map_c
 def run(args: argparse.Namespace, results: dict) -> None:
     reference, ours = reference_and_ours()
     device = torch.device(args.device)
-    heads_ours = ours.heads.to(device).train()
+    heads_ours = ours.heads.to(device, memory_format=torch.channels_last).train()
     reference = reference.to(device).train()
     features = torch.randn(args.batch_size, 512, 7, 7, device=device, requires_grad=True)
+    features_last = features.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
 
     routed = resolve_small_map_convs(None, device)
 
     def run_ours():
         with small_map_convs(routed):
-            out = heads_ours(features)
+            out = heads_ours(features_last)
         out.sum().backward()
 
     def run_loop():
