@@ -21,8 +21,7 @@ from typing import NoReturn, Optional
 import torch
 
 __all__ = ['available_cpus', 'local_processes', 'resolve_threads', 'set_threads', 'keep_freed_memory', 'exit_now',
-           'cpu_flags',
-           'machine_class', 'MACHINE_CLASSES']
+           'cpu_flags', 'machine_class', 'MACHINE_CLASSES']
 
 MACHINE_CLASSES = ('cuda', 'amx', 'avx512_bf16', 'avx512', 'avx2', 'generic')
 """Instruction-set classes, fastest first: each has its own fast paths and benchmark targets."""
@@ -89,9 +88,10 @@ def keep_freed_memory() -> bool:
     is not trimmed until 1 GiB lies free at its top (glibc `mallopt`). Returns whether it applied.
 
     By default glibc returns large freed blocks to the kernel, so every training step faults its activations and
-    gradients in again, zero-filled page by page: ~20 000 page faults per step of the 64 px demo, halved system time
-    and fewer faults by x3.5 with this (`benchmarks/allocator.py`). It does nothing where malloc is not glibc's, or
-    where the user has chosen already (a MALLOC_ variable, glibc.malloc tunables, a preloaded allocator).
+    gradients in again, zero-filled page by page: 28 000 page faults and 100 ms of system time per step of the 64 px
+    demo, 230 and 4 ms with this, the step x1.06 (`benchmarks/allocator.py`, AVX2 Zen 3). It does nothing where
+    malloc is not glibc's, or where the user has chosen already (a MALLOC_ variable, glibc.malloc tunables, a
+    preloaded allocator).
     """
     tuned = any(name.startswith('MALLOC_') for name in os.environ) or 'glibc.malloc' in os.environ.get(
         'GLIBC_TUNABLES', '') or 'malloc' in os.environ.get('LD_PRELOAD', '')
