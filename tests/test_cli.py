@@ -12,6 +12,14 @@ def test_version_through_the_module_entry_point(python, subprocess_env):
     assert out.returncode == 0 and out.stdout.strip() == f'timm-dan {timm_dan.__version__}'
 
 
+def test_the_command_line_and_its_exit_load_no_torch(python, subprocess_env):
+    code = ('import atexit, sys; import timm_dan.cli; from timm_dan.cpu import exit_now, machine_class\n'
+            'atexit.register(lambda: print(machine_class("cuda:0"), "torch" in sys.modules))\n'
+            'exit_now(0)')
+    out = subprocess.run([python, '-c', code], env=subprocess_env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == 'cuda False', out.stderr
+
+
 def test_help_lists_every_command_with_its_purpose(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(['--help'])

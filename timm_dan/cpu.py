@@ -16,9 +16,10 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import TYPE_CHECKING, NoReturn, Optional, Union
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ['available_cpus', 'local_processes', 'resolve_threads', 'set_threads', 'keep_freed_memory', 'exit_now',
            'cpu_flags', 'machine_class', 'MACHINE_CLASSES']
@@ -73,6 +74,7 @@ def resolve_threads(threads: Optional[int] = None, reserved: int = 0) -> int:
 
 def set_threads(threads: Optional[int] = None, reserved: int = 0) -> int:
     """`torch.set_num_threads(resolve_threads(threads, reserved))`; returns the count."""
+    import torch  # here, so that the command line's light modules may import this one
     count = resolve_threads(threads, reserved)
     torch.set_num_threads(count)
     return count
@@ -123,10 +125,10 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(line.partition(':')[2].split())
 
 
-def machine_class(device: Optional[torch.device] = None) -> str:
+def machine_class(device: Union[str, 'torch.device', None] = None) -> str:
     """'cuda' for a CUDA device; else the CPU's class: 'amx' (AMX tiles), 'avx512_bf16', 'avx512', 'avx2' or
     'generic'."""
-    if device is not None and torch.device(device).type == 'cuda':
+    if device is not None and str(device).partition(':')[0] == 'cuda':
         return 'cuda'
     flags = cpu_flags()
     if 'amx_bf16' in flags:

@@ -5,11 +5,11 @@ Each subcommand lives in a module of this package that defines `add_parser(subpa
 `--version` do not load torch.
 """
 import argparse
-import gc
 import importlib
 import sys
 from typing import NoReturn, Optional
 
+from ..cpu import exit_now
 from ..version import __version__
 from .errors import USER_ERRORS, error_line
 
@@ -56,10 +56,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def console_main() -> NoReturn:
     """The `timm-dan` console script: `main()`, then exit without the interpreter's final garbage collection (2-3 s
-    after torch is loaded; `timm_dan.cpu.exit_now`, which this light module does not import)."""
-    code = main()
-    gc.freeze()
-    sys.exit(code)
+    once torch is loaded)."""
+    exit_now(main())
 
 
 if __name__ == '__main__':
