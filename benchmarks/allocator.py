@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / 'train_scripts' / 'configs' / 'synthetic.yaml'
 SETTINGS = ('glibc default', 'freed memory kept')
 
 
@@ -26,14 +27,15 @@ def child(keep: bool, steps: int) -> dict:
 
     from benchmarks.contenders import our_dan_module, our_train_step, train_accelerator  # noqa: PLC0415
     from timm_dan.cpu import keep_freed_memory, set_threads  # noqa: PLC0415
-    from timm_dan.training.config import TrainConfig  # noqa: PLC0415
+    from timm_dan.training.config import load_config  # noqa: PLC0415
 
     set_threads()
     applied = keep_freed_memory() if keep else False
-    cfg = TrainConfig(num_classes=8, image_size=64, optimizer='adamw', lr=4e-3, weight_decay=0.05, batch_size=64)
+    cfg = load_config(str(DEMO_CONFIG))
     torch.manual_seed(0)
     accelerator = train_accelerator(cfg, 'cpu')
-    images, labels = torch.randn(64, 3, 64, 64), torch.randint(0, 8, (64,))
+    images = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size)
+    labels = torch.randint(0, cfg.num_classes, (cfg.batch_size,))
     step = our_train_step(accelerator, cfg, our_dan_module(cfg), images, labels)
     for _ in range(3):
         step()
