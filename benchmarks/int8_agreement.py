@@ -2,10 +2,11 @@
 (onnxruntime static QDQ) against `precision='fp32'`, on the validation faces of the demo data set and on real
 `lfw_subset()` crops, plus each one's accuracy on the validation faces.
 
-Calibration uses face crops the evaluation does not. Two int8 models are measured: one calibrated on the first
-`--calibration` faces of the train split only (synthetic drawings: the LFW photos lie outside its ranges), and one
-calibrated on as many in all: half of `lfw_subset()` (its crops 0-49 and 100-149, faces and non-faces), as a user
-calibrates on crops like the ones served; LFW agreement is measured on the other half (50-99, 150-199).
+Calibration uses face crops the evaluation does not. Three int8 models are measured: one calibrated on the first
+`--calibration` faces of the train split only (synthetic drawings: the LFW photos lie outside its ranges), and two
+calibrated on as many in all, half of them `lfw_subset()` crops, as a user calibrates on crops like the ones served:
+one on crops 0-49 and 100-149 (faces and non-faces), one on the other half. Each LFW crop is scored by the model
+that was not calibrated on it (two-fold cross-fitting), so all 200 crops are held out.
 
     python benchmarks/int8_agreement.py --model local-dir:runs/synthetic/best [--json OUT]
 """
@@ -54,12 +55,15 @@ def main() -> None:
     to_rgb = [np.asarray(image.convert('RGB')) for image in data['validation']['image']]
     labels = np.array(data['validation']['label'])
     lfw = [(np.repeat(face[..., None], 3, 2) * 255 + .5).astype(np.uint8) for face in lfw_subset()]
-    lfw_calibration, held_out = lfw[:50] + lfw[100:150], np.r_[50:100, 150:200]
+    halves = (np.r_[0:50, 100:150], np.r_[50:100, 150:200])
     fp32 = FERPredictor(args.model, detector='none', precision='fp32')
     evaluated = {'validation': to_rgb, 'lfw_subset': lfw}
     p32 = {name: probabilities(fp32, faces) for name, faces in evaluated.items()}
     results = {'model': args.model, 'calibration_faces': args.calibration}
-    for calibration, extra in (('synthetic', []), ('synthetic+lfw', lfw_calibration)):
+    cross_fitted = np.zeros_like(p32['lfw_subset'])
+    for calibration, lfw_part, held_out in (('synthetic', [], None), ('synthetic+lfw half 1', *halves),
+                                            ('synthetic+lfw half 2', *halves[::-1])):
+        extra = [lfw[i] for i in lfw_part]
         train = data['train'].select(range(args.calibration - len(extra)))['image']
         int8 = FERPredictor(args.model, detector='none', precision='int8',
                             calibration=[np.asarray(image.convert('RGB')) for image in train] + extra)
@@ -68,10 +72,14 @@ def main() -> None:
             'faces': len(to_rgb), **agreement(p32['validation'], p8['validation']),
             'accuracy_fp32': float((p32['validation'].argmax(1) == labels).mean()),
             'accuracy_int8': float((p8['validation'].argmax(1) == labels).mean())}}
-        if not extra:  # all of LFW is held out
+        if held_out is None:  # all of LFW is held out
             rows['lfw_subset'] = {'faces': len(lfw), **agreement(p32['lfw_subset'], p8['lfw_subset'])}
-        rows['lfw_held_out'] = {'faces': len(held_out),
-                                **agreement(p32['lfw_subset'][held_out], p8['lfw_subset'][held_out])}
+        else:
+            rows['lfw_held_out'] = {'faces': len(held_out),
+                                    **agreement(p32['lfw_subset'][held_out], p8['lfw_subset'][held_out])}
+            cross_fitted[held_out] = p8['lfw_subset'][held_out]
+    results['synthetic+lfw, cross-fitted'] = {'lfw_subset': {'faces': len(lfw),
+                                                             **agreement(p32['lfw_subset'], cross_fitted)}}
     print(json.dumps(results, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
