@@ -1,10 +1,10 @@
 """int8 inference for CPUs without fast bf16: post-training static quantization of our ONNX export with
 onnxruntime (QDQ: per-channel int8 weights and uint8 activations of every convolution), calibrated on face crops.
 
-Only the convolutions (almost all of DAN's FLOPs) run in int8: quantizing the channel attention's small matmuls
-and the classifier as well moved the top-1 class of 6 % of held-out LFW crops (mean |dp| 0.009), convolutions
-alone none (0.004). Without VNNI (AVX2 CPUs) the weights use 7 bits (`reduce_range`), as onnxruntime advises
-against the saturation of its u8 x s8 kernels there.
+Only the convolutions (almost all of DAN's FLOPs), their ReLUs and max-pool run in int8: quantizing the channel
+attention's small matmuls and the classifier as well moved the top-1 class of 6 % of held-out LFW crops (mean |dp|
+0.009), convolutions alone none (0.004). Without VNNI (AVX2 CPUs) the weights use 7 bits (`reduce_range`), as
+onnxruntime advises against the saturation of its u8 x s8 kernels there.
 
 Static quantization fixes each activation's int8 range ahead of time from calibration data, so the calibration
 images should look like what the model will see: face crops, as a folder of images or a FER data set. The
@@ -36,6 +36,9 @@ from .io import ImageLoadError, expand_inputs, load_image
 from .predictor import ONNX_METADATA_KEY
 
 __all__ = ['QuantizeReport', 'calibration_faces', 'face_batches', 'quantize_onnx']
+
+QUANTIZED_OPS = ('Conv', 'Relu', 'MaxPool')
+"""The op types `quantize_onnx` runs in int8 (`benchmarks/int8_graph.py` measures them against 'Conv' alone)."""
 
 CALIBRATION_LIMIT = 256
 """Face crops used for calibration by default: enough for stable ranges, a few seconds to run."""
@@ -119,6 +122,7 @@ def quantize_onnx(
         data_dir: Optional[Union[str, Path]] = None,
         limit: int = CALIBRATION_LIMIT,
         per_channel: bool = True,
+        op_types: Sequence[str] = QUANTIZED_OPS,
 ) -> QuantizeReport:
     """Quantize an ONNX file written by `export_onnx` to int8 (onnxruntime static QDQ), calibrated on face crops.
 
@@ -126,7 +130,8 @@ def quantize_onnx(
     (ranges from the 99.999th percentile over the calibration faces: MinMax moved 1.5 % of a demo model's top-1
     classes, the percentile 0.8 %). A ReLU after a conv is folded into the range of the conv's output and
     max-pool runs on uint8, so no activation goes back to float between two convs (on AVX2 that round trip was
-    12 % of the call). The attention heads' reductions and the fusion stay float32, the outputs too. The file's
+    12 % of the call). The attention heads' reductions and the fusion stay float32, the outputs too (`op_types`
+    chooses other onnxruntime op types). The file's
     `timm_dan` metadata is kept, with `"precision": "int8"`. A file onnxruntime cannot quantize is a ValueError
     that names it.
     """
@@ -168,7 +173,7 @@ def quantize_onnx(
             quant_pre_process(str(model_path), str(prepared))
             with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrator prints its progress
                 quantize_static(str(prepared), str(Path(tmp) / 'int8.onnx'), Reader(), quant_format=QuantFormat.QDQ,
-                                op_types_to_quantize=['Conv', 'Relu', 'MaxPool'], per_channel=per_channel,
+                                op_types_to_quantize=list(op_types), per_channel=per_channel,
                                 calibrate_method=CalibrationMethod.Percentile,
                                 reduce_range=not cpu_flags() & {'avx512_vnni', 'avx_vnni', 'amx_int8'},
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
