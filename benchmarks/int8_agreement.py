@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,28 +44,34 @@ def agreement(p32: np.ndarray, p8: np.ndarray) -> dict:
             'faces_with_gap_under_0.02': int((top2[:, 1] - top2[:, 0] < 0.02).sum())}
 
 
+def demo_faces() -> tuple[dict[str, list[np.ndarray]], np.ndarray, Any]:
+    """The faces int8 is scored on ({'validation': the demo's 1000 validation faces, 'lfw_subset': 200 LFW crops}),
+    the validation labels, and the demo's train split (to calibrate on)."""
+    from skimage.data import lfw_subset
+
+    data = load_fer_dataset('synthetic', **yaml.safe_load(DEMO_CONFIG.read_text())['dataset_options'])  # the demo's
+    validation = [np.asarray(image.convert('RGB')) for image in data['validation']['image']]
+    lfw = [(np.repeat(face[..., None], 3, 2) * 255 + .5).astype(np.uint8) for face in lfw_subset()]
+    return {'validation': validation, 'lfw_subset': lfw}, np.array(data['validation']['label']), data['train']
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model', default='local-dir:runs/synthetic/best')
     parser.add_argument('--calibration', type=int, default=256, help='train faces to calibrate on')
     parser.add_argument('--json', default=None)
     args = parser.parse_args()
-    from skimage.data import lfw_subset
-
-    data = load_fer_dataset('synthetic', **yaml.safe_load(DEMO_CONFIG.read_text())['dataset_options'])  # the demo's
-    to_rgb = [np.asarray(image.convert('RGB')) for image in data['validation']['image']]
-    labels = np.array(data['validation']['label'])
-    lfw = [(np.repeat(face[..., None], 3, 2) * 255 + .5).astype(np.uint8) for face in lfw_subset()]
+    evaluated, labels, train_split = demo_faces()
+    to_rgb, lfw = evaluated['validation'], evaluated['lfw_subset']
     halves = (np.r_[0:50, 100:150], np.r_[50:100, 150:200])
     fp32 = FERPredictor(args.model, detector='none', precision='fp32')
-    evaluated = {'validation': to_rgb, 'lfw_subset': lfw}
     p32 = {name: probabilities(fp32, faces) for name, faces in evaluated.items()}
     results = {'model': args.model, 'calibration_faces': args.calibration}
     cross_fitted = np.zeros_like(p32['lfw_subset'])
     for calibration, lfw_part, held_out in (('synthetic', [], None), ('synthetic+lfw half 1', *halves),
                                             ('synthetic+lfw half 2', *halves[::-1])):
         extra = [lfw[i] for i in lfw_part]
-        train = data['train'].select(range(args.calibration - len(extra)))['image']
+        train = train_split.select(range(args.calibration - len(extra)))['image']
         int8 = FERPredictor(args.model, detector='none', precision='int8',
                             calibration=[np.asarray(image.convert('RGB')) for image in train] + extra)
         p8 = {name: probabilities(int8, faces) for name, faces in evaluated.items()}

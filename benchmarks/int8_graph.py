@@ -2,11 +2,16 @@
 against the convolutions alone, on a 224 px `dan_resnet18` at batch 32, both calibrated on the same LFW crops.
 
     PYTHONPATH=. python benchmarks/int8_graph.py [--rounds 7] [--image-size 224] [--batch-size 32]
+    PYTHONPATH=. python benchmarks/int8_graph.py --agreement local-dir:RUN/best [local-dir:RUN2/best ...]
 
 With the convolutions alone, every conv's output is quantized over its full range, turned back to float for its
 ReLU (and max-pool) and quantized again for the next conv; quantizing the ReLUs lets onnxruntime fold each into its
 conv's output range. Prints the machine, each graph's median call time (interleaved rounds) and the share of its
 call that onnxruntime's profiler puts in each op type, then the ratio conv-only / shipped (> 1: shipped faster).
+
+`--agreement` instead scores both graphs of each trained model against its fp32 predictor, as
+`benchmarks/int8_agreement.py` does (calibrated on the demo's first 256 train faces; top-1 agreement and mean |dp|
+on its 1000 validation faces and on the 200 `lfw_subset()` crops), then the mean over the models.
 """
 import argparse
 import collections
@@ -20,9 +25,10 @@ import timm
 
 import timm_dan  # noqa: F401
 from benchmarks.harness import interleaved_medians, machine
+from benchmarks.int8_agreement import agreement, demo_faces, probabilities
 from benchmarks.sections.infer import lfw_faces
 from timm_dan.cpu import machine_class, resolve_threads
-from timm_dan.inference import export_onnx, quantize_onnx
+from timm_dan.inference import FERPredictor, export_onnx, quantize_onnx
 from timm_dan.inference.quantize import QUANTIZED_OPS
 
 GRAPHS = {'shipped': QUANTIZED_OPS, 'conv only': ('Conv',)}
@@ -45,12 +51,43 @@ def op_shares(path: Path, batch: np.ndarray, prefix: Path) -> dict[str, float]:
     return {op: t / whole for op, t in totals.most_common()}
 
 
+def agreements(models: list[str], calibration: int = 256) -> None:
+    """Top-1 agreement and mean |dp| of each graph against fp32, per model, then their means."""
+    faces, _, train = demo_faces()
+    calibration_faces = [np.asarray(image.convert('RGB')) for image in train.select(range(calibration))['image']]
+    rows = {name: [] for name in GRAPHS}
+    print(f'{"model":40s} {"graph":10s} {"validation top-1":>16s} {"mean |dp|":>9s} {"LFW top-1":>9s} '
+          f'{"mean |dp|":>9s}')
+    for name in models:
+        fp32 = FERPredictor(name, detector='none', precision='fp32')
+        p32 = {split: probabilities(fp32, images) for split, images in faces.items()}
+        with tempfile.TemporaryDirectory() as tmp:
+            export_onnx(timm.create_model(name, pretrained=True).eval(), Path(tmp) / 'fp32.onnx', dynamic_batch=True)
+            for graph, ops in GRAPHS.items():
+                quantize_onnx(Path(tmp) / 'fp32.onnx', Path(tmp) / 'int8.onnx', calibration_faces, op_types=ops)
+                int8 = FERPredictor(str(Path(tmp) / 'int8.onnx'), detector='none', backend='onnxruntime')
+                scores = {split: agreement(p32[split], probabilities(int8, images)) for split, images in faces.items()}
+                rows[graph].append(scores)
+                print(f'{name[-40:]:40s} {graph:10s} {scores["validation"]["top1_agreement"]:16.3f} '
+                      f'{scores["validation"]["mean_abs_dp"]:9.4f} {scores["lfw_subset"]["top1_agreement"]:9.3f} '
+                      f'{scores["lfw_subset"]["mean_abs_dp"]:9.4f}', flush=True)
+    for graph, scores in rows.items():
+        mean = {f'{split} {key}': np.mean([s[split][key] for s in scores]) for split in faces
+                for key in ('top1_agreement', 'mean_abs_dp')}
+        print(f'mean of {len(scores)} models, {graph}: ' + ', '.join(f'{k} {v:.4f}' for k, v in mean.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--rounds', type=int, default=7)
     parser.add_argument('--image-size', type=int, default=224)
     parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--agreement', nargs='+', metavar='MODEL', help='trained models to score both graphs on')
     args = parser.parse_args()
+    if args.agreement:
+        print(f'{machine()}, class {machine_class()}')
+        agreements(args.agreement)
+        return
     size = args.image_size
     model = timm.create_model('dan_resnet18', num_classes=7,
                               pretrained_cfg_overlay={'input_size': (3, size, size)}).eval()
