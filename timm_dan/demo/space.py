@@ -108,9 +108,9 @@ def write_space_folder(
     if output_dir.exists() and not overwrite:
         raise FileExistsError(f'{output_dir} exists; pass overwrite=True (--overwrite) to replace it')
     model = resolve_model_name(model or DEFAULT_MODEL)
-    bundled = model.startswith('local-dir:')
-    if bundled:
-        validate_model_folder(model.removeprefix('local-dir:'))
+    source = Path(model.removeprefix('local-dir:')) if model.startswith('local-dir:') else None  # bundled weights
+    if source is not None:
+        validate_model_folder(source)
     else:
         _hub_repo(model)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -119,9 +119,8 @@ def write_space_folder(
         shutil.copytree(PACKAGE_DIR, tmp / 'timm_dan', ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
         shutil.copyfile(Path(__file__).with_name('space_app.py'), tmp / 'app.py')
         (tmp / 'requirements.txt').write_text(space_requirements(gpu), encoding='utf-8')
-        (tmp / CARD_NAME).write_text(_space_card(model, bundled), encoding='utf-8')
-        if bundled:
-            source = Path(model.removeprefix('local-dir:'))
+        (tmp / CARD_NAME).write_text(_space_card(model, source is not None), encoding='utf-8')
+        if source is not None:
             (tmp / SPACE_MODEL_DIR).mkdir()
             for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
                 shutil.copyfile(source / name, tmp / SPACE_MODEL_DIR / name)
