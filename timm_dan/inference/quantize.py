@@ -129,11 +129,10 @@ def quantize_onnx(
     The convolutions' weights are int8 per output channel (7 bits without VNNI), their inputs uint8 per tensor
     (ranges from the 99.999th percentile over the calibration faces: MinMax moved 1.5 % of a demo model's top-1
     classes, the percentile 0.8 %). A ReLU after a conv is folded into the range of the conv's output and
-    max-pool runs on uint8, so no activation goes back to float between two convs (on AVX2 that round trip was
-    12 % of the call). The attention heads' reductions and the fusion stay float32, the outputs too (`op_types`
-    chooses other onnxruntime op types). The file's
-    `timm_dan` metadata is kept, with `"precision": "int8"`. A file onnxruntime cannot quantize is a ValueError
-    that names it.
+    max-pool runs on uint8, so no activation of the trunk goes back to float between two convs (on AVX2 that round
+    trip was 12 % of the call). The attention heads' reductions and the fusion stay float32, the outputs too
+    (`op_types` chooses other onnxruntime op types). The file's `timm_dan` metadata is kept, with
+    `"precision": "int8"`. A file onnxruntime cannot quantize is a ValueError that names it.
     """
     import onnx
     from onnxruntime.quantization import (
