@@ -181,12 +181,19 @@ def test_concurrent_users_are_queued(served_demo, photos, small_model_dir):
     assert statuses == ['**astronaut.png**: 1 face.'] * 4
 
 
+def _interruptible() -> None:
+    """In the child before exec: Ctrl-C's default action, as in a terminal's foreground job. A background job of a
+    non-interactive shell (`bash script &`, how CI may run) inherits SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cli_serves_the_page_and_stops_on_ctrl_c(small_model_dir, subprocess_env):
     port = free_port()
     env = dict(subprocess_env, GRADIO_ANALYTICS_ENABLED='False')
     proc = subprocess.Popen([sys.executable, '-m', 'timm_dan', 'demo', '--model', str(small_model_dir),
                              '--detector', 'haar', '--port', str(port)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible)
     try:
         page = None
         for _ in range(240):
@@ -201,7 +208,11 @@ def test_cli_serves_the_page_and_stops_on_ctrl_c(small_model_dir, subprocess_env
         assert small_model_dir.name in page and '7 classes (canonical order)' in page
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError(f'still serving 60 s after Ctrl-C: {proc.communicate()[1][-2000:]}') from None
     assert proc.returncode == 0, err
 
 
