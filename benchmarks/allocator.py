@@ -18,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / 'train_scripts' / 'configs' / 'synthetic.yaml'
+from benchmarks.harness import DEMO_CONFIG  # noqa: E402
+
 SETTINGS = ('glibc default', 'freed memory kept')
 
 

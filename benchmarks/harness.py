@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = ROOT / 'train_scripts' / 'configs' / 'synthetic.yaml'  # the README's main job
 
 Section = Callable[[argparse.Namespace, dict], None]
 

@@ -13,20 +13,20 @@ that was not calibrated on it (two-fold cross-fitting), so all 200 crops are hel
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml  # noqa: E402
 
+from benchmarks.harness import DEMO_CONFIG  # noqa: E402
 from timm_dan.data import load_fer_dataset  # noqa: E402
 from timm_dan.inference import FERPredictor  # noqa: E402
-
-DEMO_CONFIG = ROOT / 'train_scripts' / 'configs' / 'synthetic.yaml'
 
 
 def probabilities(predictor: FERPredictor, faces: list[np.ndarray]) -> np.ndarray:
@@ -44,13 +44,18 @@ def agreement(p32: np.ndarray, p8: np.ndarray) -> dict:
             'faces_with_gap_under_0.02': int((top2[:, 1] - top2[:, 0] < 0.02).sum())}
 
 
+def rgb(images: Iterable[Image.Image]) -> list[np.ndarray]:
+    """PIL images as RGB uint8 arrays (the predictor's and the calibration's input)."""
+    return [np.asarray(image.convert('RGB')) for image in images]
+
+
 def demo_faces() -> tuple[dict[str, list[np.ndarray]], np.ndarray, Any]:
     """The faces int8 is scored on ({'validation': the demo's 1000 validation faces, 'lfw_subset': 200 LFW crops}),
     the validation labels, and the demo's train split (to calibrate on)."""
     from skimage.data import lfw_subset
 
     data = load_fer_dataset('synthetic', **yaml.safe_load(DEMO_CONFIG.read_text())['dataset_options'])  # the demo's
-    validation = [np.asarray(image.convert('RGB')) for image in data['validation']['image']]
+    validation = rgb(data['validation']['image'])
     lfw = [(np.repeat(face[..., None], 3, 2) * 255 + .5).astype(np.uint8) for face in lfw_subset()]
     return {'validation': validation, 'lfw_subset': lfw}, np.array(data['validation']['label']), data['train']
 
@@ -73,7 +78,7 @@ def main() -> None:
         extra = [lfw[i] for i in lfw_part]
         train = train_split.select(range(args.calibration - len(extra)))['image']
         int8 = FERPredictor(args.model, detector='none', precision='int8',
-                            calibration=[np.asarray(image.convert('RGB')) for image in train] + extra)
+                            calibration=rgb(train) + extra)
         p8 = {name: probabilities(int8, faces) for name, faces in evaluated.items()}
         rows = results[f'calibrated on {calibration}'] = {'validation': {
             'faces': len(to_rgb), **agreement(p32['validation'], p8['validation']),

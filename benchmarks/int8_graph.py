@@ -25,7 +25,7 @@ import timm
 
 import timm_dan  # noqa: F401
 from benchmarks.harness import interleaved_medians, machine
-from benchmarks.int8_agreement import agreement, demo_faces, probabilities
+from benchmarks.int8_agreement import agreement, demo_faces, probabilities, rgb
 from benchmarks.sections.infer import lfw_faces
 from timm_dan.cpu import machine_class, resolve_threads
 from timm_dan.inference import FERPredictor, export_onnx, quantize_onnx
@@ -54,15 +54,16 @@ def op_shares(path: Path, batch: np.ndarray, prefix: Path) -> dict[str, float]:
 def agreements(models: list[str], calibration: int = 256) -> None:
     """Top-1 agreement and mean |dp| of each graph against fp32, per model, then their means."""
     faces, _, train = demo_faces()
-    calibration_faces = [np.asarray(image.convert('RGB')) for image in train.select(range(calibration))['image']]
+    calibration_faces = rgb(train.select(range(calibration))['image'])
     rows = {name: [] for name in GRAPHS}
     print(f'{"model":40s} {"graph":10s} {"validation top-1":>16s} {"mean |dp|":>9s} {"LFW top-1":>9s} '
           f'{"mean |dp|":>9s}')
     for name in models:
-        fp32 = FERPredictor(name, detector='none', precision='fp32')
+        model = timm.create_model(name, pretrained=True).eval()
+        fp32 = FERPredictor(model, detector='none', precision='fp32')  # works on its own copy
         p32 = {split: probabilities(fp32, images) for split, images in faces.items()}
         with tempfile.TemporaryDirectory() as tmp:
-            export_onnx(timm.create_model(name, pretrained=True).eval(), Path(tmp) / 'fp32.onnx', dynamic_batch=True)
+            export_onnx(model, Path(tmp) / 'fp32.onnx', dynamic_batch=True)
             for graph, ops in GRAPHS.items():
                 quantize_onnx(Path(tmp) / 'fp32.onnx', Path(tmp) / 'int8.onnx', calibration_faces, op_types=ops)
                 int8 = FERPredictor(str(Path(tmp) / 'int8.onnx'), detector='none', backend='onnxruntime')
@@ -99,10 +100,11 @@ def main() -> None:
         options.intra_op_num_threads = resolve_threads()
         sessions, shares = {}, {}
         for name, ops in GRAPHS.items():
-            path = tmp / f'{name.replace(" ", "_")}.onnx'
+            stem = tmp / name.replace(' ', '_')
+            path = stem.with_suffix('.onnx')
             quantize_onnx(tmp / 'fp32.onnx', path, lfw_faces(64), op_types=ops)
             sessions[name] = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
-            shares[name] = op_shares(path, batch, tmp / name.replace(' ', '_'))
+            shares[name] = op_shares(path, batch, stem)
         feed = {sessions['shipped'].get_inputs()[0].name: batch}
         times = interleaved_medians({name: (lambda s=s: s.run(None, feed)) for name, s in sessions.items()},
                                     args.rounds, lambda: None)

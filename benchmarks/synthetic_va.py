@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness import DEMO_CONFIG, ROOT
+
 TARGET_CCC = 0.8
 
 
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
     extra = args.extra[1:] if args.extra[:1] == ['--'] else args.extra
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, str(ROOT / 'train_scripts' / 'train.py'), '--config',
-                   str(ROOT / 'train_scripts' / 'configs' / 'synthetic.yaml'), '--output-dir', tmp, *extra]
+                   str(DEMO_CONFIG), '--output-dir', tmp, *extra]
         env = dict(os.environ, HF_HUB_OFFLINE='1', HF_HOME=str(Path(tmp) / 'hf'),
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
         start = time.perf_counter()

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.harness import ROOT
+from benchmarks.harness import DEMO_CONFIG, ROOT
 
 
 def run(args: argparse.Namespace, results: dict) -> None:
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace, results: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             command = [
                 sys.executable, str(ROOT / 'train_scripts' / 'train.py'),
-                '--config', str(ROOT / 'train_scripts' / 'configs' / 'synthetic.yaml'), *quick, *settings,
+                '--config', str(DEMO_CONFIG), *quick, *settings,
                 '--output-dir', tmp, '--num-workers', '0' if args.accuracy_compare == 'precision' else
                 str(args.data_workers),
             ]

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.harness import ROOT
+from benchmarks.harness import DEMO_CONFIG, ROOT
 
 
 def run(args: argparse.Namespace, results: dict) -> None:
@@ -20,7 +20,7 @@ def run(args: argparse.Namespace, results: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         command = [
             sys.executable, str(ROOT / 'train_scripts' / 'train.py'),
-            '--config', str(ROOT / 'train_scripts' / 'configs' / 'synthetic.yaml'),
+            '--config', str(DEMO_CONFIG),
             '--dataset-options', json.dumps(options), '--image-size', '224', '--batch-size', str(args.batch_size),
             '--epochs', str(args.trainpy_epochs), '--num-workers', str(args.data_workers), '--output-dir', tmp,
             '--log-every', '1000', *(['--compile'] if args.compile else []),
