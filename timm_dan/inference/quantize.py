@@ -3,8 +3,10 @@ onnxruntime (QDQ: per-channel int8 weights and uint8 activations of every convol
 
 Only the convolutions (almost all of DAN's FLOPs), their ReLUs and max-pool run in int8: quantizing the channel
 attention's small matmuls and the classifier as well moved the top-1 class of 6 % of held-out LFW crops (mean |dp|
-0.009), convolutions alone none (0.004). Without VNNI (AVX2 CPUs) the weights use 7 bits (`reduce_range`), as
-onnxruntime advises against the saturation of its u8 x s8 kernels there.
+0.009), convolutions alone none (0.004). Without VNNI (AVX2 CPUs) onnxruntime's u8 x s8 kernels add the products of
+two neighbouring inputs in 16 bits, which saturates for inputs stored near 255 by any weight over 7 bits: there the
+convolutions that read a signed tensor (the stem reads the normalised image, the heads' 3x3 conv a BatchNorm output;
+its zero sits at uint8 ~128) keep 7-bit weights, and those that read a ReLU's output (stored near 0) use all 8.
 
 Static quantization fixes each activation's int8 range ahead of time from calibration data, so the calibration
 images should look like what the model will see: face crops, as a folder of images or a FER data set. The
@@ -114,6 +116,21 @@ def face_batches(faces: Sequence[np.ndarray], data_config: dict[str, Any], batch
         yield np.stack([transform(Image.fromarray(crop)).numpy() for crop in crops])
 
 
+def seven_bit_weights(graph: Any) -> list[str]:
+    """The weights of the convolutions in an ONNX graph whose input may be negative: not a ReLU's output (through
+    max-pools). Quantized to uint8, such an input is stored around its zero point (the image's is ~114), so without VNNI
+    an 8-bit weight saturates the 16-bit sum of two products (2 x 255 x 127 > 32767); a ReLU's output sits near 0."""
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def non_negative(tensor: str) -> bool:
+        node = producer.get(tensor)  # None: a graph input
+        if node is None or node.op_type not in ('Relu', 'MaxPool'):
+            return False
+        return node.op_type == 'Relu' or non_negative(node.input[0])
+
+    return [node.input[1] for node in graph.node if node.op_type == 'Conv' and not non_negative(node.input[0])]
+
+
 def quantize_onnx(
         model_path: Union[str, Path],
         output: Union[str, Path],
@@ -126,7 +143,8 @@ def quantize_onnx(
 ) -> QuantizeReport:
     """Quantize an ONNX file written by `export_onnx` to int8 (onnxruntime static QDQ), calibrated on face crops.
 
-    The convolutions' weights are int8 per output channel (7 bits without VNNI), their inputs uint8 per tensor
+    The convolutions' weights are int8 per output channel (7 bits without VNNI where the conv reads a signed tensor:
+    `seven_bit_weights`), their inputs uint8 per tensor
     (ranges from the 99.999th percentile over the calibration faces: MinMax moved 1.5 % of a demo model's top-1
     classes, the percentile 0.8 %). A ReLU after a conv is folded into the range of the conv's output and
     max-pool runs on uint8, so no activation of the trunk goes back to float between two convs (on AVX2 that round
@@ -170,12 +188,15 @@ def quantize_onnx(
         prepared = Path(tmp) / 'prepared.onnx'
         try:
             quant_pre_process(str(model_path), str(prepared))
+            overrides = {} if cpu_flags() & {'avx512_vnni', 'avx_vnni', 'amx_int8'} else {
+                weight: [{'reduce_range': True, **({'axis': 0} if per_channel else {})}]
+                for weight in seven_bit_weights(onnx.load(str(prepared)).graph)}
             with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrator prints its progress
                 quantize_static(str(prepared), str(Path(tmp) / 'int8.onnx'), Reader(), quant_format=QuantFormat.QDQ,
                                 op_types_to_quantize=list(op_types), per_channel=per_channel,
                                 calibrate_method=CalibrationMethod.Percentile,
-                                reduce_range=not cpu_flags() & {'avx512_vnni', 'avx_vnni', 'amx_int8'},
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                extra_options={'TensorQuantOverrides': overrides})
         except Exception as e:  # onnxruntime's quantizer raises many kinds of errors on graphs it cannot handle
             raise ValueError(f'onnxruntime could not quantize {model_path}: {type(e).__name__}: {e}') from e
         quantized = onnx.load(str(Path(tmp) / 'int8.onnx'))
