@@ -132,7 +132,6 @@ def test_int8_errors_say_what_to_do(trained_model, tmp_path):
         quantize_onnx(not_ours, tmp_path / 'q.onnx', tmp_path)
 
 
-
 def test_calibration_spreads_over_a_large_folder_in_a_fixed_order(tmp_path):
     """A folder sorted by class gives crops of every class, not its first files; an unreadable file's place goes to
     a later one, and the same folder gives the same crops every time."""
@@ -150,6 +149,7 @@ def test_calibration_spreads_over_a_large_folder_in_a_fixed_order(tmp_path):
     assert [int(f[0, 0, 0]) for f in calibration_faces(tmp_path, limit=6)] == values
     arrays = [np.full((4, 4, 3), i, np.uint8) for i in range(100)]
     assert [int(f[0, 0, 0]) for f in calibration_faces(arrays, limit=4)] == [0, 25, 50, 75]
+
 
 def test_cli_export_quantize_then_predict_int8(trained_model, calibration_folder, tmp_path, capsys, subprocess_env,
                                                python):
