@@ -6,7 +6,8 @@ attention's small matmuls and the classifier as well moved the top-1 class of 6 
 0.009), convolutions alone none (0.004). Without VNNI (AVX2 CPUs) onnxruntime's u8 x s8 kernels add the products of
 two neighbouring inputs in 16 bits, which saturates for inputs stored near 255 by any weight over 7 bits: there the
 convolutions that read a signed tensor (the stem reads the normalised image, the heads' 3x3 conv a BatchNorm output;
-its zero sits at uint8 ~128) keep 7-bit weights, and those that read a ReLU's output (stored near 0) use all 8.
+its zero sits at uint8 ~128) keep 7-bit weights, and those that read a ReLU's output (stored near 0) use all 8. The
+choice does not depend on the CPU that quantizes: a file quantized on a VNNI server runs as well on an AVX2 laptop.
 
 Static quantization fixes each activation's int8 range ahead of time from calibration data, so the calibration
 images should look like what the model will see: face crops, as a folder of images or a FER data set. The
@@ -32,7 +33,6 @@ import numpy as np
 import timm
 from PIL import Image
 
-from ..cpu import cpu_flags
 from .align import crop_face
 from .io import ImageLoadError, expand_inputs, load_image
 from .predictor import ONNX_METADATA_KEY
@@ -143,8 +143,8 @@ def quantize_onnx(
 ) -> QuantizeReport:
     """Quantize an ONNX file written by `export_onnx` to int8 (onnxruntime static QDQ), calibrated on face crops.
 
-    The convolutions' weights are int8 per output channel (7 bits without VNNI where the conv reads a signed tensor:
-    `seven_bit_weights`), their inputs uint8 per tensor
+    The convolutions' weights are int8 per output channel (7 bits where the conv reads a signed tensor, so that CPUs
+    without VNNI do not saturate: `seven_bit_weights`), their inputs uint8 per tensor
     (ranges from the 99.999th percentile over the calibration faces: MinMax moved 1.5 % of a demo model's top-1
     classes, the percentile 0.8 %). A ReLU after a conv is folded into the range of the conv's output and
     max-pool runs on uint8, so no activation of the trunk goes back to float between two convs (on AVX2 that round
@@ -188,9 +188,8 @@ def quantize_onnx(
         prepared = Path(tmp) / 'prepared.onnx'
         try:
             quant_pre_process(str(model_path), str(prepared))
-            overrides = {} if cpu_flags() & {'avx512_vnni', 'avx_vnni', 'amx_int8'} else {
-                weight: [{'reduce_range': True, **({'axis': 0} if per_channel else {})}]
-                for weight in seven_bit_weights(onnx.load(str(prepared)).graph)}
+            overrides = {weight: [{'reduce_range': True, **({'axis': 0} if per_channel else {})}]
+                         for weight in seven_bit_weights(onnx.load(str(prepared)).graph)}
             with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrator prints its progress
                 quantize_static(str(prepared), str(Path(tmp) / 'int8.onnx'), Reader(), quant_format=QuantFormat.QDQ,
                                 op_types_to_quantize=list(op_types), per_channel=per_channel,
