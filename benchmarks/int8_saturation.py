@@ -15,7 +15,6 @@ the graph on `--faces` validation faces and as many `lfw_subset()` crops, and re
 int32 with its weights (7-bit ones rescaled to 8 bits for the second column).
 """
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -29,15 +28,14 @@ from benchmarks.harness import machine  # noqa: E402
 from benchmarks.int8_agreement import demo_faces, rgb  # noqa: E402
 from timm_dan.cpu import machine_class  # noqa: E402
 from timm_dan.inference import export_onnx, quantize_onnx  # noqa: E402
-from timm_dan.inference.predictor import ONNX_METADATA_KEY  # noqa: E402
 from timm_dan.inference.quantize import face_batches  # noqa: E402
 
 INT16 = 2 ** 15
 
 
-def conv_inputs(path: Path, batch: np.ndarray) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """Each conv of a QDQ graph (name, uint8 input tensor, its zero point, int8 weights, attributes) and the uint8
-    inputs on `batch`, read by making them graph outputs."""
+def conv_inputs(path: Path, batches: dict[str, np.ndarray]) -> tuple[list[dict], dict[str, dict[str, np.ndarray]]]:
+    """Each conv of a QDQ graph (name, uint8 input tensor, its zero point, int8 weights, attributes) and, per named
+    batch, the convs' uint8 inputs, read by making them graph outputs."""
     import onnx
     import onnxruntime as ort
 
@@ -57,8 +55,8 @@ def conv_inputs(path: Path, batch: np.ndarray) -> tuple[list[dict], dict[str, np
             outputs.add(conv['input'])
             graph.output.append(onnx.helper.make_tensor_value_info(conv['input'], onnx.TensorProto.UINT8, None))
     session = ort.InferenceSession(proto.SerializeToString(), providers=['CPUExecutionProvider'])
-    names = [o.name for o in session.get_outputs()]
-    return convs, dict(zip(names, session.run(None, {session.get_inputs()[0].name: batch})))
+    names, feed = [o.name for o in session.get_outputs()], session.get_inputs()[0].name
+    return convs, {key: dict(zip(names, session.run(None, {feed: batch}))) for key, batch in batches.items()}
 
 
 def saturated_outputs(x: np.ndarray, weights: np.ndarray, conv: dict) -> float:
@@ -86,7 +84,6 @@ def saturated_outputs(x: np.ndarray, weights: np.ndarray, conv: dict) -> float:
 
 
 def main() -> None:
-    import onnx
     import timm
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,22 +93,20 @@ def main() -> None:
     faces, _, train = demo_faces()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        export_onnx(timm.create_model(args.model, pretrained=True).eval(), tmp / 'fp32.onnx', dynamic_batch=True)
+        model = timm.create_model(args.model, pretrained=True).eval()
+        export_onnx(model, tmp / 'fp32.onnx', dynamic_batch=True)
         quantize_onnx(tmp / 'fp32.onnx', tmp / 'int8.onnx', rgb(train.select(range(256))['image']))
-        meta = json.loads({p.key: p.value for p in onnx.load(str(tmp / 'int8.onnx')).metadata_props}[ONNX_METADATA_KEY])
-        data_config = {**meta['data_config'], 'input_size': tuple(meta['data_config']['input_size'])}
-        inputs = {split: conv_inputs(tmp / 'int8.onnx', next(face_batches(faces[split][:args.faces], data_config,
-                                                                            args.faces)))
-                  for split in faces}
+        data_config = timm.data.resolve_model_data_config(model)  # what the export stores and calibration uses
+        convs, inputs = conv_inputs(tmp / 'int8.onnx', {
+            split: next(face_batches(images[:args.faces], data_config, args.faces)) for split, images in faces.items()})
     print(f'{machine()}, class {machine_class()}; {args.model}; share of outputs with a saturated pair sum')
     print(f'{"conv":16s} {"weights":18s} {"input zp":>8s} {"bits":>4s}  ' + '  '.join(
         f'{split + " shipped":>20s} {"8-bit":>8s}' for split in faces))
-    convs = inputs['validation'][0]
     for conv in convs:
         weights = conv['weights']
         peak = np.abs(weights).max(axis=(1, 2, 3), keepdims=True)
         eight_bit = np.round(weights * 127 / np.maximum(peak, 1)).astype(np.int32)
-        shares = [saturated_outputs(tensors[conv['input']], w, conv) for _, tensors in inputs.values()
+        shares = [saturated_outputs(tensors[conv['input']], w, conv) for tensors in inputs.values()
                   for w in (weights, eight_bit)]
         print(f'{conv["name"]:16s} {str(weights.shape):18s} {conv["zero_point"]:8d} {8 if peak.max() > 64 else 7:4d}  '
               + '  '.join(f'{shares[2 * i]:20.2e} {shares[2 * i + 1]:8.2e}' for i in range(len(faces))))
